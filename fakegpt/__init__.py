@@ -1,0 +1,49 @@
+"""fakegpt: stream chat replies from ChatGPT-web "shared account" servers.
+
+>>> import fakegpt
+>>> with fakegpt.Client("http://localhost:8787") as client:      # doctest: +SKIP
+...     for delta in client.stream([{"role": "user", "content": "Hi"}]):
+...         print(delta, end="", flush=True)
+"""
+import logging
+
+from ._stream import Reply, Stream
+from .client import Client
+from .exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    FakeGptError,
+    IncompleteStreamError,
+    NoValidResponseError,
+    RateLimitError,
+    StreamError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "Client",
+    "FakeGptError",
+    "IncompleteStreamError",
+    "NoValidResponseError",
+    "RateLimitError",
+    "Reply",
+    "Stream",
+    "StreamError",
+    "__version__",
+]
+
+# Public objects read as fakegpt.Client, fakegpt.Stream, ... in reprs and docs.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "fakegpt"
+del _name, _obj
+
+logging.getLogger("fakegpt").addHandler(logging.NullHandler())

@@ -1,0 +1,106 @@
+"""Which failures are retried, and how long to wait between tries (tenacity).
+
+Retried: connection failures and timeouts (never a TLS verification
+failure), 429 and rate-limit details, and 5xx. Not retried: other 4xx,
+in-stream errors, and anything once reply text has been delivered (the
+client retries the call that *opens* a stream, never its iteration).
+The wait is the server's ``Retry-After`` when it sent one, otherwise
+jittered exponential backoff.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import time
+from datetime import timezone
+from typing import Callable, Optional
+
+import requests
+import tenacity
+
+from ._constants import BACKOFF_JITTER, INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER
+from .exceptions import APIConnectionError, APIStatusError, RateLimitError
+
+__all__ = ["backoff_seconds", "is_retryable", "make_retrying", "retry_after_seconds"]
+
+logger = logging.getLogger("fakegpt")
+
+
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Parse a ``Retry-After`` header (delay-seconds or an HTTP date) into seconds.
+
+    >>> retry_after_seconds("2.5")
+    2.5
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    >>> retry_after_seconds("soon") is None
+    True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:  # Python < 3.10 returns None for garbage
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_seconds(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """The wait before retry number *attempt* (1-based) when the server gave none."""
+    base = min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
+    return base * (1.0 - BACKOFF_JITTER * rand())
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a failed try is worth another."""
+    if isinstance(error, RateLimitError):
+        return error.retry_after is None or error.retry_after <= MAX_RETRY_AFTER
+    if isinstance(error, APIStatusError):
+        return error.status_code >= 500
+    if isinstance(error, APIConnectionError):
+        # A certificate that fails verification will fail the same way again.
+        return not isinstance(error.__cause__, requests.exceptions.SSLError)
+    return False
+
+
+def _wait(retry_state: tenacity.RetryCallState) -> float:
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        return float(retry_after)
+    return backoff_seconds(retry_state.attempt_number)
+
+
+def _log_retry(retry_state: tenacity.RetryCallState) -> None:
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+    logger.info("retrying in %.2fs after try %d: %s: %s", wait, retry_state.attempt_number, type(error).__name__, error)
+
+
+def make_retrying(max_retries: int, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+    """A tenacity ``Retrying`` for up to *max_retries* retries after the first try.
+
+    ``reraise=True``: when the tries run out, the caller sees the last
+    fakegpt error itself, not tenacity's ``RetryError``.
+    """
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max_retries + 1),
+        wait=_wait,
+        retry=tenacity.retry_if_exception(is_retryable),
+        reraise=True,
+        sleep=sleep,
+        before_sleep=_log_retry,
+    )

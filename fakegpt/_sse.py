@@ -1,0 +1,103 @@
+"""Server-sent events: bytes → lines → events. Pure; no I/O.
+
+Lines are split on ``\\r\\n``, ``\\n`` or ``\\r`` *as bytes*, before any
+decoding (PROTOCOL §5): a multi-byte UTF-8 character can be split across
+network reads, and JSON strings may contain raw U+2028/U+2029/U+0085, which
+``str.splitlines()`` would wrongly treat as line breaks. A ``\\r\\n`` pair
+split across two reads is one line break, not two.
+
+Event data stays ``bytes``: ``json.loads`` reads UTF-8 bytes directly, which
+saves a decode and a copy per event.
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Optional, Tuple
+
+__all__ = ["Event", "SSEDecoder"]
+
+#: ``(event type, data)``; the type is ``"message"`` when the server named none.
+Event = Tuple[str, bytes]
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+class SSEDecoder:
+    """Incremental SSE decoder.
+
+    Feed it the body as it arrives; it returns every event completed by that
+    piece, in order::
+
+        >>> decoder = SSEDecoder()
+        >>> decoder.feed(b'event: ping\\r\\ndata: {"a"')
+        []
+        >>> decoder.feed(b': 1}\\r')
+        []
+        >>> decoder.feed(b'\\n\\r\\n')
+        [('ping', b'{"a": 1}')]
+
+    Beyond the SSE specification it is lenient in two ways seen in the wild:
+    trailing white space on a line is ignored (so a line of spaces ends an
+    event), and :meth:`close` dispatches an event whose blank line never came.
+    """
+
+    __slots__ = ("_partial", "_skip_lf", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._partial: List[bytes] = []  # pieces of the line not yet ended
+        self._skip_lf = False  # the last piece ended with \r: a leading \n is its pair
+        self._data: List[bytes] = []
+        self._event: Optional[str] = None
+
+    def feed(self, chunk: bytes) -> List[Event]:
+        """Consume *chunk*; return the events it completes."""
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if not chunk:
+            return []
+        if b"\r" in chunk:
+            lines = _LINE_BREAK.split(chunk)
+            # A trailing \r ends its line now (no waiting for the next read to
+            # learn whether \n follows); remember to swallow that \n.
+            self._skip_lf = chunk[-1:] == b"\r"
+        else:
+            lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if lines and self._partial:
+            self._partial.append(lines[0])
+            lines[0] = b"".join(self._partial)
+            self._partial = []
+        if rest:
+            self._partial.append(rest)
+        events: List[Event] = []
+        for line in lines:
+            self._line(line, events)
+        return events
+
+    def close(self) -> List[Event]:
+        """The body ended: finish a line and an event left open, if any."""
+        events: List[Event] = []
+        if self._partial:
+            line = b"".join(self._partial)
+            self._partial = []
+            self._line(line, events)
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: List[Event]) -> None:
+        if line[:5] == b"data:":
+            value = line[5:].rstrip()
+            self._data.append(value[1:] if value[:1] == b" " else value)
+            return
+        line = line.rstrip()
+        if not line:
+            if self._data:
+                data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                events.append((self._event or "message", data))
+                self._data = []
+            self._event = None
+        elif line[:6] == b"event:":
+            self._event = line[6:].strip().decode("utf-8", "replace") or None
+        # Anything else is a comment (":"), or a field we do not use (id, retry).

@@ -1,0 +1,99 @@
+"""Which failures are retried, and how long the client waits."""
+import email.utils
+
+import pytest
+import requests
+
+import fakegpt
+from fakegpt._constants import INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER
+from fakegpt._retry import backoff_seconds, is_retryable, make_retrying, retry_after_seconds
+
+
+@pytest.mark.parametrize("value, seconds", [("3", 3.0), (" 0.5 ", 0.5), ("0", 0.0), ("-4", 0.0), (None, None),
+                                            ("soon", None), ("", None), ("nan", None), ("inf", None)])
+def test_retry_after_seconds(value, seconds):
+    assert retry_after_seconds(value) == seconds
+
+
+def test_retry_after_http_date():
+    date = email.utils.formatdate(1_000_030, usegmt=True)
+    assert retry_after_seconds(date, now=1_000_000) == 30.0
+    assert retry_after_seconds(date, now=1_000_100) == 0.0
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    assert backoff_seconds(1, rand=lambda: 0.0) == INITIAL_BACKOFF
+    assert backoff_seconds(2, rand=lambda: 0.0) == 2 * INITIAL_BACKOFF
+    assert backoff_seconds(30, rand=lambda: 0.0) == MAX_BACKOFF
+    assert INITIAL_BACKOFF * 0.75 <= backoff_seconds(1) <= INITIAL_BACKOFF
+
+
+def _ssl_error():
+    error = fakegpt.APIConnectionError("certificate verify failed")
+    error.__cause__ = requests.exceptions.SSLError("bad cert")
+    return error
+
+
+@pytest.mark.parametrize(
+    "error, retry",
+    [
+        (fakegpt.APIConnectionError("refused"), True),
+        (fakegpt.APITimeoutError("slow"), True),
+        (fakegpt.RateLimitError("429", status_code=429), True),
+        (fakegpt.RateLimitError("429", status_code=429, retry_after=MAX_RETRY_AFTER), True),
+        (fakegpt.RateLimitError("429", status_code=429, retry_after=MAX_RETRY_AFTER + 1), False),
+        (fakegpt.APIStatusError("500", status_code=500), True),
+        (fakegpt.APIStatusError("503", status_code=503), True),
+        (fakegpt.APIStatusError("400", status_code=400), False),
+        (fakegpt.APIStatusError("404", status_code=404), False),
+        (fakegpt.AuthenticationError("401", status_code=401), False),
+        (fakegpt.StreamError("in-stream"), False),
+        (fakegpt.IncompleteStreamError("cut"), False),
+        (fakegpt.NoValidResponseError("empty"), False),
+        (_ssl_error(), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_is_retryable(error, retry):
+    assert is_retryable(error) is retry
+
+
+def test_retrying_waits_retry_after_then_backoff_and_reraises_the_last_error():
+    waits = []
+    errors = [
+        fakegpt.RateLimitError("one", status_code=429, retry_after=1.5),
+        fakegpt.APIStatusError("two", status_code=502),
+        fakegpt.APIStatusError("three", status_code=503),
+    ]
+
+    def fail():
+        raise errors.pop(0)
+
+    with pytest.raises(fakegpt.APIStatusError, match="three"):
+        make_retrying(2, sleep=waits.append)(fail)
+    assert waits[0] == 1.5 and INITIAL_BACKOFF * 1.5 <= waits[1] <= 2 * INITIAL_BACKOFF
+    assert errors == []
+
+
+def test_retrying_stops_at_once_on_a_final_error():
+    waits, calls = [], []
+
+    def fail():
+        calls.append(1)
+        raise fakegpt.APIStatusError("bad request", status_code=400)
+
+    with pytest.raises(fakegpt.APIStatusError):
+        make_retrying(5, sleep=waits.append)(fail)
+    assert calls == [1] and waits == []
+
+
+def test_zero_retries_means_one_try():
+    calls = []
+
+    def fail():
+        calls.append(1)
+        raise fakegpt.APIConnectionError("down")
+
+    with pytest.raises(fakegpt.APIConnectionError):
+        make_retrying(0, sleep=lambda s: None)(fail)
+    assert calls == [1]

@@ -1,0 +1,126 @@
+"""The SSE decoder, byte by byte."""
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fakegpt._sse import SSEDecoder
+
+NEWLINES = [b"\n", b"\r\n", b"\r"]
+
+
+def feed_all(pieces):
+    decoder = SSEDecoder()
+    events = []
+    for piece in pieces:
+        events += decoder.feed(piece)
+    return events + decoder.close()
+
+
+def frame(newline, *lines):
+    return newline.join(lines) + newline + newline
+
+
+@pytest.mark.parametrize("newline", NEWLINES, ids=["lf", "crlf", "cr"])
+def test_one_frame_split_at_every_offset_gives_exactly_one_event(newline):
+    payload = json.dumps({"text": "héllo \u2028 wörld 😀"}, ensure_ascii=False).encode()
+    data = frame(newline, b"event: delta", b"data: " + payload)
+    for cut in range(len(data) + 1):
+        decoder = SSEDecoder()
+        first = decoder.feed(data[:cut])
+        second = decoder.feed(data[cut:])
+        events = first + second
+        assert events == [("delta", payload)], f"cut at {cut}"
+        assert json.loads(events[0][1])["text"] == "héllo \u2028 wörld 😀"
+        assert decoder.close() == []  # nothing left over, nothing emitted twice
+
+
+@pytest.mark.parametrize("newline", NEWLINES, ids=["lf", "crlf", "cr"])
+def test_every_byte_on_its_own(newline):
+    data = frame(newline, b"data: {\"a\": 1}") + frame(newline, b": comment", b"data: [DONE]")
+    assert feed_all([bytes([b]) for b in data]) == [("message", b'{"a": 1}'), ("message", b"[DONE]")]
+
+
+def test_event_is_emitted_when_its_blank_line_arrives_not_later():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\n") == []
+    assert decoder.feed(b"\n") == [("message", b"x")]
+    # A trailing \r completes the line at once; the next read's \n is its pair.
+    assert decoder.feed(b"data: y\r\n\r") == [("message", b"y")]
+    assert decoder.feed(b"\ndata: z\r\n\r\n") == [("message", b"z")]
+
+
+def test_crlf_split_between_reads_is_one_line_break():
+    assert feed_all([b"data: 1\r", b"\n", b"\r", b"\n", b"data: 2\r\n\r\n"]) == [
+        ("message", b"1"),
+        ("message", b"2"),
+    ]
+
+
+def test_multiline_data_is_joined_with_newline():
+    assert feed_all([b"data: {\"a\":\ndata:  1}\n\n"]) == [("message", b'{"a":\n 1}')]
+
+
+def test_comments_ids_and_retry_are_ignored_and_event_type_resets():
+    stream = b": ping - 2024-01-01\n\nid: 7\nretry: 10\nevent: ping\ndata: {}\n\ndata: after\n\n"
+    assert feed_all([stream]) == [("ping", b"{}"), ("message", b"after")]
+
+
+def test_trailing_spaces_are_ignored_and_a_line_of_spaces_ends_an_event():
+    assert feed_all([b"event: delta  \ndata: [DONE]   \n   \ndata: 2\t\n\n"]) == [
+        ("delta", b"[DONE]"),
+        ("message", b"2"),
+    ]
+
+
+def test_data_without_space_and_with_two_spaces():
+    assert feed_all([b"data:x\n\ndata:  y\n\n"]) == [("message", b"x"), ("message", b" y")]
+
+
+def test_event_without_data_is_not_dispatched():
+    assert feed_all([b"event: delta\n\ndata: 1\n\n"]) == [("message", b"1")]
+
+
+def test_utf8_split_inside_a_character_survives():
+    payload = "naïve – 日本語".encode()
+    data = b"data: " + payload + b"\n\n"
+    for cut in range(6, len(data)):
+        assert feed_all([data[:cut], data[cut:]]) == [("message", payload)]
+
+
+def test_unicode_line_separators_inside_json_are_not_line_breaks():
+    payload = '{"t": "a\u2028b\u2029c\u0085d\x0ce"}'.encode()
+    assert feed_all([b"data: " + payload + b"\n\n"]) == [("message", payload)]
+
+
+def test_close_dispatches_an_event_whose_blank_line_never_came():
+    assert feed_all([b"data: [DONE]"]) == [("message", b"[DONE]")]
+    assert feed_all([b"data: 1\n"]) == [("message", b"1")]
+    assert feed_all([b"data: 1\n\n"]) == [("message", b"1")]
+
+
+def test_empty_feed_is_harmless():
+    decoder = SSEDecoder()
+    assert decoder.feed(b"") == []
+    assert decoder.feed(b"\n") == []
+    assert decoder.close() == []
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    payloads=st.lists(_text, min_size=1, max_size=6),
+    newline=st.sampled_from(NEWLINES),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_any_chunking_gives_the_same_events(payloads, newline, cuts):
+    encoded = [json.dumps({"v": p}, ensure_ascii=False).encode() for p in payloads]
+    data = b"".join(frame(newline, b"event: delta", b"data: " + e) for e in encoded)
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
+    events = feed_all(pieces)
+    assert events == [("delta", e) for e in encoded]
+    assert [json.loads(d)["v"] for _, d in events] == payloads
