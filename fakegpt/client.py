@@ -1,0 +1,354 @@
+"""The blocking client: owns the ``requests.Session``; ``stream()`` and ``complete()``."""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ._auth import AccessToken, SharedTokenLogin, new_session_password
+from ._constants import BROWSER_HEADERS, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_MAXSIZE
+from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, flatten_prompt, validate_messages, web_model
+from ._retry import make_retrying, retry_after_seconds
+from ._stream import Reply, Stream, _Reader
+from .exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    FakeGptError,
+    NoValidResponseError,
+    StreamError,
+    detail_from_body,
+    error_for_status,
+    one_line,
+    redact,
+)
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("fakegpt")
+
+Timeout = Union[float, Tuple[Optional[float], Optional[float]], None]
+Messages = Sequence[Mapping[str, str]]
+_CONVERSATION = "/api/conversation"
+_MAX_ERROR_BODY = 65536
+
+
+class _TokenRejected(Exception):
+    """The conversation call answered 401: the access token is no good."""
+
+    def __init__(self, error: AuthenticationError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Client:
+    """A blocking client for a ChatGPT-web "shared account" server.
+
+    >>> from fakegpt.emulator import Emulator
+    >>> with Emulator() as emulator, Client(emulator.url) as client:
+    ...     for delta in client.stream([{"role": "user", "content": "Say hi"}]):
+    ...         print(delta, end="")
+    ...     print()
+    ...     print(client.complete([{"role": "user", "content": "Say hi"}]).finish_reason)
+    Hello! You said "Say hi". ...
+    stop
+
+    :param base_url: the server; any server speaking the protocol.
+    :param proxy: ``"http://host:port"`` (or ``socks5://`` with PySocks), for
+        http and https.
+    :param timeout: seconds, or ``(connect, read)``. The read timeout also
+        bounds a stall in the middle of a stream.
+    :param max_retries: retries of a failed call, not counting the first try.
+    :param session_password: the isolation password used at login; ``None``
+        makes a fresh random one.
+    :param access_token: skip the shared-token login and use this token (a
+        401 is then final: the client does not log in on its own).
+
+    The client is thread-safe: one ``requests.Session`` (its connection pool
+    and cookie jar lock internally) serves every thread, and the first
+    threads to need a token share one login.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        proxy: Optional[str] = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        session_password: Optional[str] = None,
+        access_token: Optional[str] = None,
+    ) -> None:
+        self.base_url = _check_base_url(base_url)
+        self.proxy = _check_proxy(proxy)
+        self.timeout = _check_timeout(timeout)
+        self.max_retries = _check_max_retries(max_retries)
+        _check_optional_str("session_password", session_password)
+        _check_optional_str("access_token", access_token)
+        self._password = session_password or new_session_password()
+        self._session = requests.Session()
+        self._session.headers.update(BROWSER_HEADERS)
+        self._session.headers["Referer"] = f"{self.base_url}/?v=2"
+        adapter = HTTPAdapter(pool_maxsize=POOL_MAXSIZE)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
+        login = SharedTokenLogin(self._send, self._session, self._password)
+        self._token = AccessToken(None if access_token else login, access_token)
+        self._sleep: Optional[Callable[[float], Any]] = None  # tests record waits here
+        self._closed = False
+
+    # -- public API --------------------------------------------------------
+    def stream(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Stream:
+        """Stream the reply to *messages*: a generator of non-empty ``str`` deltas.
+
+        :param messages: ``[{"role": "user", "content": "..."}, ...]``; several
+            messages are flattened into one prompt, like the original provider.
+        :param model: ``"gpt-3.5-turbo"`` (the default) or a backend slug.
+        :raises TypeError, ValueError: bad input, before any request.
+        :raises FakeGptError: while iterating, when the call fails (see
+            :mod:`fakegpt.exceptions`).
+        """
+        self._check_open()
+        prompt = flatten_prompt(validate_messages(messages))
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        body = conversation_body(prompt, web_model(model))
+        return Stream(lambda stream: self._generate(stream, body))
+
+    def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
+        """The whole reply to *messages*: a :class:`Reply`, which is the text
+        itself (a ``str``) carrying the reply's ids and finish reason."""
+        with self.stream(messages, model) as stream:
+            for _ in stream:
+                pass
+        return stream.reply()
+
+    @property
+    def access_token(self) -> Optional[str]:
+        """The current access token (a secret), or ``None`` before the first login.
+        Setting it replaces the token; ``None`` forces a login on the next call."""
+        return self._token.current
+
+    @access_token.setter
+    def access_token(self, token: Optional[str]) -> None:
+        _check_optional_str("access_token", token)
+        self._token.set(token)
+
+    def close(self) -> None:
+        """Release the connections. The client cannot be used afterwards."""
+        self._closed = True
+        self._session.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("logged in" if self._token.current else "not logged in")
+        return f"<fakegpt.Client {self.base_url!r} {state}>"
+
+    # -- the conversation call ---------------------------------------------
+    def _generate(self, stream: Stream, body: Mapping[str, Any]) -> Iterator[str]:
+        opened = self._open(stream, body)
+        if opened is None:
+            return
+        reader, deltas, first = opened
+        if first is not None:
+            yield first
+            yield from deltas
+        if not reader.decoder.parts and not stream.aborted:
+            raise NoValidResponseError("no valid response: the stream completed without any assistant text")
+
+    def _open(self, stream: Stream, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None) -> Any:
+        """Open the stream and read up to its first delta, retrying what is
+        retryable; on a 401, log in once more and try again."""
+        sleep = self._sleep or stream._abort_event.wait
+        for fresh_login in (False, True):
+            token = self._token.get()
+            try:
+                return make_retrying(self.max_retries, sleep)(self._attempt, stream, body, token, resume)
+            except _TokenRejected as rejected:
+                if fresh_login or not self._token.can_login:
+                    suffix = " even after a fresh login" if fresh_login else ""
+                    raise AuthenticationError(
+                        f"the server rejected the access token{suffix} ({rejected.error})", status_code=401
+                    ) from None
+                logger.info("access token rejected (HTTP 401); logging in again")
+                self._token.invalidate(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, stream: Stream, body: Mapping[str, Any], token: str, resume: Any) -> Any:
+        if stream.aborted:
+            return None
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "X-Authorization": f"Bearer {token}",
+            "Authorization": f"Bearer {token}",
+        }
+        try:
+            # Redirects are not followed: the bearer headers would go to any host a redirect names.
+            response = self._send_once(
+                "POST", _CONVERSATION, what="POST /api/conversation", stream=True,
+                json=body, headers=headers, allow_redirects=False,
+            )
+        except AuthenticationError as error:
+            raise _TokenRejected(error) from None
+        _check_stream_response(response)
+        reader = _Reader(response, ReplyDecoder(resume=resume))
+        stream._attach(reader)
+        deltas = reader.deltas()
+        first = next(deltas, None)
+        return reader, deltas, first
+
+    # -- HTTP ----------------------------------------------------------------
+    def _send(self, method: str, path: str, *, what: str, **kwargs: Any) -> requests.Response:
+        """One HTTP call, retried on transient failures (used by the login)."""
+        self._check_open()
+        sleep = self._sleep or time.sleep
+        return make_retrying(self.max_retries, sleep)(self._send_once, method, path, what=what, **kwargs)
+
+    def _send_once(
+        self, method: str, path: str, *, what: str, passthrough: Tuple[int, ...] = (), **kwargs: Any
+    ) -> requests.Response:
+        """One try. Statuses < 400 or in *passthrough* come back; others raise."""
+        try:
+            response = self._session.request(
+                method, self.base_url + path, timeout=self.timeout, proxies=self._proxies, **kwargs
+            )
+        except requests.exceptions.Timeout as error:
+            phase = "connecting" if isinstance(error, requests.exceptions.ConnectTimeout) else "waiting for the answer"
+            raise APITimeoutError(f"{what} timed out {phase}: {_reason(error)}") from _detach(error)
+        except requests.exceptions.RequestException as error:
+            raise APIConnectionError(f"{what} failed: {_reason(error)}") from _detach(error)
+        status = response.status_code
+        logger.debug("%s: HTTP %d", what, status)
+        if status < 400 or status in passthrough:
+            return response
+        try:
+            body = response.raw.read(_MAX_ERROR_BODY, decode_content=True) if kwargs.get("stream") else response.content
+        except Exception:  # the status says enough
+            body = b""
+        finally:
+            response.close()
+        error = error_for_status(
+            status,
+            body or b"",
+            content_type=response.headers.get("Content-Type", ""),
+            what=what,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+        raise self._scrub(error)
+
+    def _scrub(self, error: FakeGptError) -> FakeGptError:
+        return redact(error, (self._token.current, self._password))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this Client is closed")
+
+
+def _detach(error: requests.exceptions.RequestException) -> requests.exceptions.RequestException:
+    """The requests error as a cause, without the prepared request (its headers hold the token)."""
+    error.request = error.response = None
+    return error
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost, most telling part of a requests/urllib3 error."""
+    inner: Any = error.args[0] if error.args else error
+    reason = getattr(inner, "reason", None) or inner
+    text = re.sub(r"<[^>]*? object at 0x[0-9a-f]+>: ", "", str(reason))
+    return one_line(text, 200)
+
+
+def _check_stream_response(response: requests.Response) -> None:
+    """A 2xx that is not an event stream (a redirect, an HTML page, a JSON error)."""
+    status = response.status_code
+    if 300 <= status < 400:
+        response.close()
+        where = urlsplit(response.headers.get("Location", "")).netloc or "elsewhere"
+        raise APIStatusError(
+            f"POST /api/conversation was redirected (HTTP {status} to {where}); not followed, "
+            "because the access token would go along",
+            status_code=status,
+        )
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "html" in content_type or "json" in content_type:
+        try:
+            body = response.raw.read(_MAX_ERROR_BODY, decode_content=True)
+        except Exception:
+            body = b""
+        finally:
+            response.close()
+        detail = detail_from_body(body, content_type)
+        raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
+
+
+def _check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL like 'https://host', not {base_url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment: {base_url!r}")
+    return base_url.strip().rstrip("/")
+
+
+def _check_proxy(proxy: Any) -> Optional[str]:
+    if proxy is None or proxy == "":
+        return None
+    if not isinstance(proxy, str):
+        raise TypeError(f"proxy must be a str like 'http://host:port', not {type(proxy).__name__}")
+    parts = urlsplit(proxy)
+    if parts.scheme not in ("http", "https", "socks4", "socks4a", "socks5", "socks5h") or not parts.hostname:
+        raise ValueError("proxy must be a URL like 'http://host:port' or 'socks5://host:port'")
+    if parts.scheme.startswith("socks"):
+        try:
+            import socks  # noqa: F401  (PySocks, what requests needs for SOCKS)
+        except ImportError:
+            raise ValueError("SOCKS proxies need PySocks: pip install 'requests[socks]'") from None
+    return proxy
+
+
+def _check_timeout(timeout: Any) -> Timeout:
+    def seconds(value: Any, name: str) -> Optional[float]:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+        return float(value)
+
+    if isinstance(timeout, (tuple, list)):
+        if len(timeout) != 2:
+            raise ValueError("timeout must be seconds or a (connect, read) pair")
+        return (seconds(timeout[0], "connect timeout"), seconds(timeout[1], "read timeout"))
+    return seconds(timeout, "timeout")
+
+
+def _check_max_retries(max_retries: Any) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+    return max_retries
+
+
+def _check_optional_str(name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    if value is not None and not value.strip():
+        raise ValueError(f"{name} must not be empty")
