@@ -1,0 +1,340 @@
+"""An embedded emulator of the shared-account service, on loopback.
+
+It serves the whole protocol (``/api/loads``, ``/auth/login``,
+``/api/auth/session``, ``/api/conversation`` in both stream formats) with
+deterministic replies, and lets a test break it on purpose::
+
+    >>> import fakegpt
+    >>> from fakegpt.emulator import Emulator
+    >>> with Emulator() as emulator:
+    ...     emulator.fail_next(429, headers={"Retry-After": "0"})
+    ...     with fakegpt.Client(emulator.url) as client:
+    ...         print(client.complete([{"role": "user", "content": "hi"}])[:23])
+    ...     print(emulator.counts["conversations"], emulator.counts["logins"])
+    Hello! You said "hi".
+    2 1
+
+Its URL uses ``localhost``: aiohttp's default cookie jar ignores cookies from
+IP-literal hosts, which would break the original gpt4free client.
+"""
+from __future__ import annotations
+
+import collections
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
+
+from ._conversations import Conversations, RequestError, default_responder, responder_wants_history
+from ._http import Server
+from ._render import Turn
+
+__all__ = ["Emulator", "Fault", "RecordedRequest", "default_responder"]
+
+Body = Union[Mapping[str, Any], list, str, bytes, None]
+_FORMATS = ("cumulative", "v1")
+_FAULTS = ("error", "truncate", "drop", "stall", "hold")
+_DEFAULT_BODIES = {
+    401: {"detail": {"code": "token_expired", "message": "Your authentication token has expired."}},
+    403: {"detail": "Only one message at a time. Please allow any other responses to complete."},
+    429: {"detail": "Too many requests in 1 hour. Try again later."},
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the emulator received."""
+
+    method: str
+    path: str  # with the query string
+    headers: Dict[str, str]
+    body: bytes
+    time: float
+
+
+@dataclass(frozen=True)
+class Fault:
+    """An in-stream fault for a coming conversation call (see :meth:`Emulator.stream_fault`)."""
+
+    kind: str
+    after_words: int = 3
+    message: str = "Something went wrong. If this issue persists please contact us."
+    seconds: float = 3600.0
+
+
+class Emulator:
+    """The emulator: start it (a context manager does), then point a client at :attr:`url`.
+
+    :param host: the interface to listen on (loopback by default).
+    :param port: ``0`` picks a free port.
+    :param delay: seconds between two words of a reply (``0`` streams at full speed).
+    :param format: ``"cumulative"`` (format A) unless the request asks for
+        ``supported_encodings: ["v1"]``; ``"v1"`` always streams format B.
+    :param responder: ``responder(prompt) -> str`` (or ``(prompt, history)``)
+        writes the replies; the default is :func:`default_responder`.
+    :param tokens: how many healthy shared tokens to list.
+    :param token_ttl: seconds an access token lives (``None``: forever).
+    :param chunked: stream with chunked transfer encoding, or (``False``) as
+        a close-delimited body.
+    :param newline: the line end of events: ``"\\n"``, ``"\\r\\n"`` or ``"\\r"``.
+    :param split: write every event in pieces of this many bytes.
+    :param max_words: end longer replies after this many words with
+        ``finish_details.type = "max_tokens"`` (the rest comes with ``continue``).
+
+    Every parameter is also an attribute that can be changed while it runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay: float = 0.0,
+        format: str = "cumulative",  # noqa: A002 (the protocol's word)
+        responder: Optional[Callable[..., str]] = None,
+        tokens: int = 3,
+        token_ttl: Optional[float] = None,
+        chunked: bool = True,
+        newline: str = "\n",
+        split: Optional[int] = None,
+        max_words: Optional[int] = None,
+    ) -> None:
+        if format not in _FORMATS:
+            raise ValueError(f"format must be one of {_FORMATS}, not {format!r}")
+        if newline not in ("\n", "\r\n", "\r"):
+            raise ValueError("newline must be '\\n', '\\r\\n' or '\\r'")
+        if delay < 0:
+            raise ValueError("delay must be 0 or more seconds")
+        self.host, self.port = host, port
+        self.delay, self.format, self.token_ttl = delay, format, token_ttl
+        self.chunked, self.newline, self.split, self.max_words = chunked, newline, split, max_words
+        self.responder = responder or default_responder
+        self.challenge = False  # /api/loads answers with a Cloudflare challenge page
+        self.counts: "collections.Counter[str]" = collections.Counter()
+        self._changed = threading.Condition()
+        self._tokens: Dict[str, Dict[str, Any]] = {}
+        self._credentials: Dict[str, Tuple[str, str]] = {}
+        self._access: Dict[str, Dict[str, Any]] = {}
+        self._conversations = Conversations()
+        self._failures: Deque[Tuple[int, Body, Dict[str, str]]] = collections.deque()
+        self._faults: Deque[Fault] = collections.deque()
+        self._requests: Deque[RecordedRequest] = collections.deque(maxlen=10000)
+        self._stopping = threading.Event()
+        self._server: Optional[Server] = None
+        self._thread: Optional[threading.Thread] = None
+        for _ in range(tokens):
+            self.add_token()
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> "Emulator":
+        """Listen and serve in a background thread; returns the emulator."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = Server((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fakegpt-emulator-{self.port}",
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and hang up every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.hang_up_all()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://localhost:<port>`` (``localhost``, for aiohttp's cookie jar)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running: call start() or use it in a with block")
+        host = "localhost" if self.host in ("127.0.0.1", "localhost", "0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "stopped"
+        return f"<fakegpt.emulator.Emulator {where} format={self.format!r} delay={self.delay}>"
+
+    # -- shared tokens -------------------------------------------------------
+    @property
+    def tokens(self) -> List[str]:
+        """The token ids ``/api/loads`` lists."""
+        with self._changed:
+            return list(self._tokens)
+
+    def add_token(self, *, count: int = 0, dead: Optional[str] = None) -> str:
+        """List one more shared token; *dead* is ``None``, ``"login"`` (login
+        rejected) or ``"session"`` (login works, the session is ``{}``)."""
+        if dead not in (None, "login", "session"):
+            raise ValueError("dead must be None, 'login' or 'session'")
+        token_id = secrets.token_hex(16)
+        with self._changed:
+            self._tokens[token_id] = {"count": count, "dead": dead}
+        return token_id
+
+    def kill_token(self, token_id: Optional[str] = None, how: str = "login") -> None:
+        """Make one token (or, with ``None``, every token) dead; its access tokens stop working."""
+        if how not in ("login", "session"):
+            raise ValueError("how must be 'login' or 'session'")
+        with self._changed:
+            for tid in [token_id] if token_id else list(self._tokens):
+                self._tokens[tid]["dead"] = how
+            for info in self._access.values():
+                if token_id is None or info["token_id"] == token_id:
+                    info["revoked"] = True
+
+    def clear_tokens(self) -> None:
+        """Empty the token list."""
+        with self._changed:
+            self._tokens.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far now gets 401 ``token_expired``."""
+        with self._changed:
+            for info in self._access.values():
+                info["expired"] = True
+
+    # -- faults --------------------------------------------------------------
+    def fail_next(self, status: int, body: Body = None, *, headers: Optional[Mapping[str, str]] = None,
+                  times: int = 1) -> None:
+        """Answer the next *times* conversation calls with *status* (and *body*,
+        a dict for JSON or a str; a fitting default otherwise)."""
+        if body is None:
+            body = _DEFAULT_BODIES.get(status, {"detail": f"emulated failure (HTTP {status})"})
+        with self._changed:
+            self._failures.extend([(status, body, dict(headers or {}))] * times)
+
+    def stream_fault(self, kind: str, *, after_words: int = 3, message: Optional[str] = None,
+                     seconds: float = 3600.0, times: int = 1) -> None:
+        """Break the next *times* streamed replies after *after_words* words:
+
+        ``"error"`` an in-stream ``{"error": message}`` then ``[DONE]``;
+        ``"truncate"`` the body ends (cleanly) without ``[DONE]``;
+        ``"drop"`` the connection is cut mid-body;
+        ``"stall"`` nothing is sent for *seconds* (until the client hangs up);
+        ``"hold"`` the reply and ``[DONE]`` are sent, then the body is held
+        open for *seconds*.
+        """
+        if kind not in _FAULTS:
+            raise ValueError(f"kind must be one of {_FAULTS}")
+        fault = Fault(kind, after_words, message or Fault.message, seconds)
+        with self._changed:
+            self._faults.extend([fault] * times)
+
+    # -- observation ---------------------------------------------------------
+    @property
+    def requests(self) -> List[RecordedRequest]:
+        """Every request received, oldest first (the last 10,000)."""
+        with self._changed:
+            return list(self._requests)
+
+    def wait_until(self, predicate: Callable[["Emulator"], bool], timeout: float = 5.0) -> bool:
+        """Block until ``predicate(emulator)`` holds (checked on every change); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+    def reset(self) -> None:
+        """Forget counts, requests, queued faults and issued tokens (the token list stays)."""
+        with self._changed:
+            self.counts.clear()
+            self._requests.clear()
+            self._failures.clear()
+            self._faults.clear()
+            self._access.clear()
+            self._credentials.clear()
+            self.challenge = False
+
+    # -- used by the server (under the lock) --------------------------------
+    def _count(self, name: str) -> None:
+        with self._changed:
+            self.counts[name] += 1
+            self._changed.notify_all()
+
+    def _record(self, method: str, path: str, headers: Any, body: bytes) -> None:
+        with self._changed:
+            self.counts["requests"] += 1
+            self._requests.append(RecordedRequest(method, path, dict(headers.items()), body, time.time()))
+            self._changed.notify_all()
+
+    def _loads(self) -> List[Dict[str, Any]]:
+        self._count("loads")
+        with self._changed:
+            return [{"token_id": tid, "count": info["count"], "plus": False, "show_user_info": False}
+                    for tid, info in self._tokens.items()]
+
+    def _login(self, token_id: str, password: str) -> str:
+        with self._changed:
+            info = self._tokens.get(token_id)
+            if info is None or info["dead"] == "login" or not password:
+                self.counts["login_failures"] += 1
+                self._changed.notify_all()
+                reason = "missing session_password" if info and not password else "invalid token_key"
+                raise RequestError(400, f"Error 400: {reason}")
+            credential = secrets.token_urlsafe(24)
+            self._credentials[credential] = (token_id, password)
+            self.counts["logins"] += 1
+            self._changed.notify_all()
+            return credential
+
+    def _session(self, credential: Optional[str]) -> Dict[str, Any]:
+        with self._changed:
+            owner = self._credentials.get(credential or "")
+            if owner is None or self._tokens.get(owner[0], {"dead": "session"})["dead"] is not None:
+                self.counts["empty_sessions"] += 1
+                self._changed.notify_all()
+                return {}
+            access = "emu-" + secrets.token_urlsafe(32)
+            self._access[access] = {"token_id": owner[0], "owner": owner, "issued": time.monotonic(),
+                                    "expired": False, "revoked": False}
+            self.counts["sessions"] += 1
+            self._changed.notify_all()
+            expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 30 * 86400))
+            return {"user": {"id": "user-" + owner[0][:8], "name": "shared", "email": "shared@emulator.invalid",
+                             "image": None, "groups": [], "features": []},
+                    "expires": expires, "accessToken": access, "authProvider": "auth0"}
+
+    def _authorize(self, access: str) -> Tuple[str, str]:
+        with self._changed:
+            info = self._access.get(access)
+            if info is None or info["revoked"]:
+                raise RequestError(401, {"code": "invalid_token", "message": "Unauthorized: invalid access token."})
+            ttl = self.token_ttl
+            if info["expired"] or (ttl is not None and time.monotonic() - info["issued"] > ttl):
+                raise RequestError(401, _DEFAULT_BODIES[401]["detail"])
+            return info["owner"]
+
+    def _next_failure(self) -> Optional[Tuple[int, Body, Dict[str, str]]]:
+        with self._changed:
+            if not self._failures:
+                return None
+            self.counts["failures"] += 1
+            self._changed.notify_all()
+            return self._failures.popleft()
+
+    def _next_fault(self) -> Optional[Fault]:
+        with self._changed:
+            return self._faults.popleft() if self._faults else None
+
+    def _plan(self, owner: Tuple[str, str], body: Mapping[str, Any]) -> Turn:
+        responder = self.responder
+        wants_history = responder_wants_history(responder)
+
+        def respond(prompt: str, history: Any) -> str:
+            return responder(prompt, history) if wants_history else responder(prompt)
+
+        return self._conversations.plan(owner, body, respond, self.max_words, self._changed)
+

@@ -1,0 +1,213 @@
+"""The emulator's conversations: the default responder, the message tree of
+each conversation, and turning a validated request into a :class:`Turn`."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ._render import Turn, split_words
+
+__all__ = ["Conversations", "RequestError", "default_responder"]
+
+History = Sequence[Tuple[str, str]]
+
+_OPENERS = (
+    "That is a good question.",
+    "Here is a short answer.",
+    "Happy to help with that.",
+    "Let me think about that for a moment.",
+)
+_CLOSERS = (
+    "Let me know if you would like more detail.",
+    "I hope that helps!",
+    "Feel free to ask a follow-up question.",
+)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _question(prompt: str) -> str:
+    """The last user line of a flattened prompt, or the prompt itself."""
+    users = [line[5:].strip() for line in prompt.splitlines() if line.startswith("User:")]
+    return users[-1] if users else prompt.strip()
+
+
+def default_responder(prompt: str, history: History = ()) -> str:
+    """A short, deterministic chat answer derived from *prompt*.
+
+    *history* is the earlier ``(role, text)`` turns of the conversation; the
+    answer mentions the previous user message, which shows that the server
+    kept the history.
+
+    >>> default_responder("What is Python?")[:38]
+    'Hello! You said "What is Python?". Let'
+    """
+    question = _question(prompt)
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    reply = f'Hello! You said "{_clip(question, 60)}". {_OPENERS[digest[0] % len(_OPENERS)]}'
+    words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", question)
+    if words:
+        reply += (
+            f" When it comes to {' '.join(words[:4])}, the short answer is that it depends on what"
+            " you need, and I am happy to go into detail."
+        )
+    earlier = [text for role, text in history if role == "user"]
+    if earlier:
+        reply += f' Earlier you said "{_clip(_question(earlier[-1]), 60)}", and I have kept that in mind.'
+    return f"{reply} {_CLOSERS[digest[1] % len(_CLOSERS)]}"
+
+
+def responder_wants_history(responder: Callable[..., str]) -> bool:
+    """Whether *responder* takes ``(prompt, history)`` rather than ``(prompt)``."""
+    try:
+        inspect.signature(responder).bind("prompt", ())
+        return True
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): call it with the prompt only
+        return False
+
+
+class RequestError(Exception):
+    """A request the emulator answers with a 4xx JSON error."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class _Message:
+    role: str
+    text: str
+    parent: Optional[str]
+    planned: str = ""  # assistant: the whole answer; text is what was sent so far
+
+
+@dataclass
+class _Conversation:
+    owner: Tuple[str, str]
+    messages: Dict[str, _Message] = field(default_factory=dict)
+
+    def history(self, message_id: Optional[str]) -> List[Tuple[str, str]]:
+        """The ``(role, text)`` turns from the root down to *message_id*."""
+        turns: List[Tuple[str, str]] = []
+        while message_id in self.messages:
+            message = self.messages[message_id]
+            turns.append((message.role, message.text))
+            message_id = message.parent
+        return turns[::-1]
+
+
+def _user_text(body: Mapping[str, Any]) -> Tuple[str, str]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        raise RequestError(422, [{"loc": ["body", "messages"], "msg": "field required", "type": "value_error"}])
+    message = messages[-1]
+    content = message.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, str) for p in parts):
+        raise RequestError(422, [{"loc": ["body", "messages", 0, "content"], "msg": "parts must be strings",
+                                  "type": "type_error"}])
+    author = message.get("author")
+    if not isinstance(author, dict) or author.get("role") != "user":
+        raise RequestError(422, [{"loc": ["body", "messages", 0, "author"], "msg": "author.role must be 'user'",
+                                  "type": "value_error"}])
+    return str(message.get("id") or uuid.uuid4()), "\n".join(parts)
+
+
+class Conversations:
+    """Every conversation the emulator keeps, keyed by id (not thread-safe:
+    the emulator calls it under its lock)."""
+
+    def __init__(self) -> None:
+        self._store: Dict[str, _Conversation] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def plan(
+        self,
+        owner: Tuple[str, str],
+        body: Mapping[str, Any],
+        respond: Callable[[str, History], str],
+        max_words: Optional[int],
+        lock: Any,
+    ) -> Turn:
+        """Validate a conversation request and plan the reply it gets.
+
+        The store is read and written under *lock*; the responder runs
+        outside it, so a slow responder does not hold up other requests.
+        """
+        with lock:
+            conversation_id, conversation, action, model, parent = self._open(owner, body)
+            if action == "continue":
+                return self._continue(conversation_id, conversation, parent, model, max_words)
+            user_id, prompt = _user_text(body)
+            history = conversation.history(parent)
+        planned = respond(prompt, history)
+        if not isinstance(planned, str):
+            raise TypeError(f"the responder returned {type(planned).__name__}, not str")
+        with lock:
+            conversation.messages[user_id] = _Message("user", prompt, parent)
+            assistant_id = str(uuid.uuid4())
+            assistant = _Message("assistant", "", user_id, planned)
+            conversation.messages[assistant_id] = assistant
+            title = _clip(_question(prompt), 40) if not history else None
+            return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words, title)
+
+    def _open(self, owner: Tuple[str, str], body: Mapping[str, Any]) -> Tuple[str, "_Conversation", str, str, str]:
+        """Validate the request; find (or start) its conversation."""
+        action = body.get("action")
+        model = body.get("model")
+        parent = body.get("parent_message_id")
+        if action not in ("next", "continue"):
+            raise RequestError(400, f"unsupported action {action!r}: use 'next' or 'continue'")
+        if not isinstance(model, str) or not model:
+            raise RequestError(422, [{"loc": ["body", "model"], "msg": "field required", "type": "value_error"}])
+        if not isinstance(parent, str) or not parent:
+            raise RequestError(422, [{"loc": ["body", "parent_message_id"], "msg": "field required",
+                                      "type": "value_error"}])
+        conversation_id = body.get("conversation_id")
+        if conversation_id is not None:
+            conversation = self._store.get(conversation_id) if isinstance(conversation_id, str) else None
+            if conversation is None or conversation.owner != owner:
+                raise RequestError(404, "Conversation not found")
+            if parent not in conversation.messages:
+                raise RequestError(400, f"parent_message_id {parent!r} is not a message of this conversation")
+        elif action == "continue":
+            raise RequestError(400, "action 'continue' needs a conversation_id")
+        else:
+            conversation_id, conversation = str(uuid.uuid4()), _Conversation(owner)
+            if body.get("history_and_training_disabled") is not True:
+                self._store[conversation_id] = conversation
+        return conversation_id, conversation, action, model, parent
+
+    def _continue(self, conversation_id: str, conversation: _Conversation, parent: str, model: str,
+                  max_words: Optional[int]) -> Turn:
+        assistant = conversation.messages[parent]
+        if assistant.role != "assistant" or len(assistant.text) >= len(assistant.planned):
+            raise RequestError(400, "nothing to continue: the parent message is not an unfinished reply")
+        user_id = assistant.parent or ""
+        user_text = conversation.messages[user_id].text if user_id in conversation.messages else ""
+        return self._next_words(conversation_id, parent, assistant, user_id, user_text, model, max_words, None)
+
+    @staticmethod
+    def _next_words(conversation_id: str, assistant_id: str, assistant: _Message, user_id: str, user_text: str,
+                    model: str, max_words: Optional[int], title: Optional[str]) -> Turn:
+        before = assistant.text
+        words = split_words(assistant.planned[len(before):])
+        finish = "stop"
+        if max_words is not None and len(words) > max_words:
+            words, finish = words[:max_words], "max_tokens"
+        assistant.text = before + "".join(words)
+        return Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=user_text,
+                    assistant_id=assistant_id, model=model, words=words, before=before, finish=finish, title=title)

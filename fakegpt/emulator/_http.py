@@ -1,0 +1,343 @@
+"""The emulator's HTTP server: routing, the four endpoints, and streaming
+with faults. Every request is answered: malformed ones with a 4xx JSON
+body, never a crash or a hang."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Dict, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from ._conversations import RequestError
+from ._render import WORD, error_frame, render
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import Emulator
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("fakegpt.emulator")
+
+MAX_BODY = 1 << 20
+_CHALLENGE = (
+    b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
+    b"<body><h1>Checking if the site connection is secure</h1>cf-challenge</body></html>"
+)
+_HOME = b"<!doctype html><html><head><title>fakegpt emulator</title></head><body>fakegpt emulator</body></html>"
+
+
+class _Hangup(Exception):
+    """The client went away mid-stream."""
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: Any, emulator: "Emulator") -> None:
+        self.emulator = emulator
+        self.open_sockets: set = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each event leaves at once
+        self.open_sockets.add(request)
+        self.emulator._count("connections")
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up_all(self) -> None:
+        for sock in list(self.open_sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakegpt-emulator"
+    sys_version = ""
+    server: Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        logger.debug("%s " + format, self.client_address[0], *args)
+
+    # -- answers -----------------------------------------------------------
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """The stdlib's malformed-request answers, as JSON."""
+        self.close_connection = True
+        try:
+            self._answer(code, {"detail": message or self.responses.get(code, ("Error",))[0]})
+        except OSError:
+            pass
+
+    def _answer(self, status: int, body: Any, headers: Optional[Dict[str, str]] = None) -> None:
+        content_type = "application/json"
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+        elif isinstance(body, str):
+            data = body.encode()
+            content_type = "text/html; charset=utf-8" if body.lstrip().startswith("<") else "text/plain; charset=utf-8"
+        else:
+            data = bytes(body)
+            content_type = "text/html; charset=utf-8" if data.lstrip().startswith(b"<") else "application/octet-stream"
+        self.send_response(status)
+        headers = dict(headers or {})
+        headers.setdefault("Content-Type", content_type)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    # -- routing -----------------------------------------------------------
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def do_HEAD(self) -> None:
+        self._route()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # PUT, DELETE, ...: 405, not the stdlib's 501 page
+            return self._route
+        raise AttributeError(name)
+
+    def _route(self) -> None:
+        emulator = self.server.emulator
+        path = urlsplit(self.path).path
+        try:
+            body = self._read_body()
+            emulator._record(self.command, self.path, self.headers, body)
+            routes = {
+                "/": ("GET", self._home),
+                "/api/loads": ("GET", self._loads),
+                "/auth/login": ("POST", self._login),
+                "/api/auth/session": ("GET", self._session),
+                "/api/conversation": ("POST", self._conversation),
+            }
+            if path not in routes:
+                raise RequestError(404, "Not Found")
+            method, handler = routes[path]
+            if self.command not in (method, "HEAD" if method == "GET" else method):
+                raise RequestError(405, "Method Not Allowed")
+            handler(body)
+        except RequestError as error:
+            self._answer(error.status, {"detail": error.detail})
+        except _Hangup:
+            self.close_connection = True
+            emulator._count("disconnects")
+        except OSError:
+            self.close_connection = True
+        except Exception as error:  # a bug, or a custom responder failing: still an answer
+            logger.exception("emulator error on %s %s", self.command, self.path)
+            self.close_connection = True
+            try:
+                self._answer(500, {"detail": f"emulator error: {type(error).__name__}: {error}"})
+            except OSError:
+                pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise RequestError(411, "send the body with a Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        if not length.isdigit():
+            self.close_connection = True
+            raise RequestError(400, "bad Content-Length")
+        if int(length) > MAX_BODY:
+            self.close_connection = True
+            raise RequestError(413, "request body too large")
+        self.connection.settimeout(10)
+        try:
+            data = self.rfile.read(int(length))
+        except socket.timeout:
+            self.close_connection = True
+            raise RequestError(408, "timed out reading the request body") from None
+        finally:
+            self.connection.settimeout(None)
+        if len(data) < int(length):
+            self.close_connection = True
+            raise RequestError(400, "request body shorter than its Content-Length")
+        return data
+
+    # -- endpoints ---------------------------------------------------------
+    def _home(self, body: bytes) -> None:
+        self._answer(200, _HOME)
+
+    def _loads(self, body: bytes) -> None:
+        emulator = self.server.emulator
+        if emulator.challenge:
+            self._answer(403, _CHALLENGE, {"Content-Type": "text/html; charset=UTF-8", "cf-mitigated": "challenge"})
+            return
+        self._answer(200, {"loads": emulator._loads()})
+
+    def _login(self, body: bytes) -> None:
+        form = parse_qs(body.decode("utf-8", "replace"))
+        token_key = (form.get("token_key") or [""])[0]
+        password = (form.get("session_password") or [""])[0]
+        credential = self.server.emulator._login(token_key, password)
+        self._answer(302, b"", {
+            "Location": "/?v=2",
+            "Set-Cookie": f"credential={credential}; Path=/; HttpOnly; SameSite=Lax",
+            "Content-Type": "text/plain",
+        })
+
+    def _session(self, body: bytes) -> None:
+        cookies = SimpleCookie()
+        try:
+            cookies.load(self.headers.get("Cookie", ""))
+        except Exception:
+            cookies = SimpleCookie()
+        morsel = cookies.get("credential")
+        self._answer(200, self.server.emulator._session(morsel.value if morsel else None))
+
+    def _conversation(self, body: bytes) -> None:
+        emulator = self.server.emulator
+        emulator._count("conversations")
+        canned = emulator._next_failure()
+        if canned is not None:
+            status, canned_body, headers = canned
+            self._answer(status, canned_body, headers)
+            return
+        auth = self.headers.get("X-Authorization") or self.headers.get("Authorization") or ""
+        owner = emulator._authorize(auth[7:].strip() if auth[:7].lower() == "bearer " else "")
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise RequestError(400, "the body is not valid JSON") from None
+        if not isinstance(request, dict):
+            raise RequestError(400, "the body must be a JSON object")
+        turn = emulator._plan(owner, request)
+        encodings = request.get("supported_encodings")
+        fmt = "v1" if emulator.format == "v1" or (isinstance(encodings, list) and "v1" in encodings) else "cumulative"
+        self._stream(turn, fmt)
+
+    # -- streaming ---------------------------------------------------------
+    def _stream(self, turn: Any, fmt: str) -> None:
+        emulator = self.server.emulator
+        fault = emulator._next_fault()
+        chunked = emulator.chunked
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        emulator._count("streams")
+        writer = _Writer(self, chunked, emulator.newline, emulator.split)
+        delay, words = emulator.delay, 0
+        for kind, frame in render(turn, fmt):
+            if fault and fault.kind != "hold" and words >= fault.after_words:
+                if fault.kind == "error":
+                    writer.send(error_frame(turn, fault.message, fmt))
+                    writer.send(b"data: [DONE]\n\n")
+                    break
+                if fault.kind == "truncate":
+                    break
+                if fault.kind == "drop":
+                    writer.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault.kind == "stall":
+                    writer.flush()
+                    if not self._pause(fault.seconds):
+                        raise _Hangup()
+                    fault = None
+            writer.send(frame)
+            if kind == WORD:
+                words += 1
+                if delay:
+                    writer.flush()
+                    if not self._pause(delay):
+                        raise _Hangup()
+        if fault and fault.kind == "hold":
+            writer.flush()
+            if not self._pause(fault.seconds):
+                raise _Hangup()
+        writer.finish()
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait *seconds*; False as soon as the client hangs up (or the emulator stops)."""
+        deadline = time.monotonic() + seconds
+        sock = self.connection
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                if self.server.emulator._stopping.is_set():
+                    return False
+                sock.settimeout(min(left, 0.25))
+                try:
+                    data = sock.recv(1, socket.MSG_PEEK)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return False
+                time.sleep(min(left, 0.01))  # the client sent something; ignore it
+        except OSError:
+            return False
+        finally:
+            try:
+                sock.settimeout(None)
+            except OSError:
+                pass
+
+
+class _Writer:
+    """Writes frames as HTTP chunks (or raw, when close-delimited), with the
+    line ends and splitting a test asked for; batches writes when it can."""
+
+    def __init__(self, handler: _Handler, chunked: bool, newline: str, split: Optional[int]) -> None:
+        self._sock = handler.connection
+        self._chunked = chunked
+        self._newline = newline.encode()
+        self._split = split
+        self._buffer = bytearray()
+
+    def send(self, frame: bytes) -> None:
+        if self._newline != b"\n":
+            frame = frame.replace(b"\n", self._newline)
+        pieces = [frame]
+        if self._split:
+            pieces = [frame[i:i + self._split] for i in range(0, len(frame), self._split)]
+        for piece in pieces:
+            self._buffer += b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece
+            if self._split:
+                self.flush()
+        if len(self._buffer) >= 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            try:
+                self._sock.sendall(self._buffer)
+            except OSError:
+                raise _Hangup() from None
+            self._buffer.clear()
+
+    def finish(self) -> None:
+        if self._chunked:
+            self._buffer += b"0\r\n\r\n"
+        self.flush()
