@@ -11,7 +11,7 @@ import collections.abc
 import http.client
 import socket
 import threading
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import requests
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
@@ -178,22 +178,74 @@ class Reply(str):
         )
 
 
+class StreamState:
+    """What one call knows while it streams: the response being read (so
+    another thread can abort it) and every decoder that fed the reply.
+
+    The generator behind a :class:`Stream` holds this, never the
+    :class:`Stream` itself: no reference cycle, so dropping the Stream (a
+    ``break`` out of a ``for`` loop) finalizes the generator at once and its
+    response is closed promptly, not when the cyclic GC runs.
+    """
+
+    def __init__(self) -> None:
+        self.decoders: List[ReplyDecoder] = []
+        self._reader: Optional[_Reader] = None
+        self._abort_event = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort_event.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep between retries, waking up early on :meth:`abort`."""
+        self._abort_event.wait(seconds)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._abort_event.set()
+            reader = self._reader
+        if reader is not None:
+            reader.abort()
+
+    def attach(self, reader: _Reader) -> None:
+        """The client opened a response for this call."""
+        with self._lock:
+            self._reader = reader
+            if self.decoders and not self.decoders[-1].parts:
+                self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
+            else:
+                self.decoders.append(reader.decoder)
+            aborted = self.aborted
+        if aborted:
+            reader.abort()
+
+    def last(self, name: str) -> Any:
+        for decoder in reversed(self.decoders):
+            value = getattr(decoder, name)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def text(self) -> str:
+        return "".join(part for decoder in self.decoders for part in decoder.parts)
+
+
 class Stream(collections.abc.Generator):
     """The reply to one call, as it streams: a generator of non-empty ``str`` deltas.
 
     Iterate it (or call ``next()``); nothing is sent until the first item is
-    asked for. ``close()``, leaving a ``with`` block, or abandoning it closes
-    the HTTP response. While and after streaming, :attr:`text`,
-    :attr:`conversation_id`, :attr:`message_id`, :attr:`model` and
-    :attr:`finish_reason` describe the reply so far (``None`` until known).
+    asked for. ``close()``, leaving a ``with`` block, or abandoning it (a
+    ``break``) closes the HTTP response. While and after streaming,
+    :attr:`text`, :attr:`conversation_id`, :attr:`message_id`, :attr:`model`
+    and :attr:`finish_reason` describe the reply so far (``None`` until known).
     """
 
-    def __init__(self, generate: Callable[["Stream"], Iterator[str]]) -> None:
-        self._reader: Optional[_Reader] = None
-        self._abort_event = threading.Event()
-        self._lock = threading.Lock()
-        self._decoders: list = []
-        self._gen = generate(self)
+    def __init__(self, generate: Callable[[StreamState], Iterator[str]]) -> None:
+        self._state = StreamState()
+        self._gen = generate(self._state)
 
     # -- the generator protocol ------------------------------------------
     def __next__(self) -> str:
@@ -223,59 +275,37 @@ class Stream(collections.abc.Generator):
     def abort(self) -> None:
         """Stop the stream from *another* thread: a read blocked on the socket
         returns at once and the iteration ends quietly (thread-safe)."""
-        with self._lock:
-            self._abort_event.set()
-            reader = self._reader
-        if reader is not None:
-            reader.abort()
+        self._state.abort()
 
     @property
     def aborted(self) -> bool:
         """Whether :meth:`abort` was called."""
-        return self._abort_event.is_set()
-
-    def _attach(self, reader: _Reader) -> None:
-        """The client opened a response for this stream."""
-        with self._lock:
-            self._reader = reader
-            if self._decoders and not self._decoders[-1].parts:
-                self._decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
-            else:
-                self._decoders.append(reader.decoder)
-            aborted = self._abort_event.is_set()
-        if aborted:
-            reader.abort()
+        return self._state.aborted
 
     # -- what is known about the reply -----------------------------------
-    def _last(self, name: str) -> Any:
-        for decoder in reversed(self._decoders):
-            value = getattr(decoder, name)
-            if value is not None:
-                return value
-        return None
-
     @property
     def text(self) -> str:
         """All text delivered so far."""
-        return "".join(part for decoder in self._decoders for part in decoder.parts)
+        return self._state.text
 
     @property
     def conversation_id(self) -> Optional[str]:
-        return self._last("conversation_id")
+        return self._state.last("conversation_id")
 
     @property
     def message_id(self) -> Optional[str]:
-        return self._last("message_id")
+        return self._state.last("message_id")
 
     @property
     def model(self) -> Optional[str]:
         """The model slug the server reported."""
-        return self._last("model")
+        return self._state.last("model")
 
     @property
     def finish_reason(self) -> Optional[str]:
         """``"stop"``, ``"max_tokens"``, … once the server said."""
-        return self._decoders[-1].finish_reason if self._decoders else None
+        decoders = self._state.decoders
+        return decoders[-1].finish_reason if decoders else None
 
     def reply(self) -> Reply:
         """What has been received, as a :class:`Reply`."""

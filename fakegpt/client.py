@@ -15,7 +15,7 @@ from ._auth import AccessToken, SharedTokenLogin, new_session_password
 from ._constants import BROWSER_HEADERS, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_MAXSIZE
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, flatten_prompt, validate_messages, web_model
 from ._retry import make_retrying, retry_after_seconds
-from ._stream import Reply, Stream, _Reader
+from ._stream import Reply, Stream, StreamState, _Reader
 from .exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -121,7 +121,7 @@ class Client:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         body = conversation_body(prompt, web_model(model))
-        return Stream(lambda stream: self._generate(stream, body))
+        return Stream(lambda state: self._generate(state, body))
 
     def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
         """The whole reply to *messages*: a :class:`Reply`, which is the text
@@ -158,25 +158,25 @@ class Client:
         return f"<fakegpt.Client {self.base_url!r} {state}>"
 
     # -- the conversation call ---------------------------------------------
-    def _generate(self, stream: Stream, body: Mapping[str, Any]) -> Iterator[str]:
-        opened = self._open(stream, body)
+    def _generate(self, state: StreamState, body: Mapping[str, Any]) -> Iterator[str]:
+        opened = self._open(state, body)
         if opened is None:
             return
         reader, deltas, first = opened
         if first is not None:
             yield first
             yield from deltas
-        if not reader.decoder.parts and not stream.aborted:
+        if not reader.decoder.parts and not state.aborted:
             raise NoValidResponseError("no valid response: the stream completed without any assistant text")
 
-    def _open(self, stream: Stream, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None) -> Any:
+    def _open(self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None) -> Any:
         """Open the stream and read up to its first delta, retrying what is
         retryable; on a 401, log in once more and try again."""
-        sleep = self._sleep or stream._abort_event.wait
+        sleep = self._sleep or state.wait
         for fresh_login in (False, True):
             token = self._token.get()
             try:
-                return make_retrying(self.max_retries, sleep)(self._attempt, stream, body, token, resume)
+                return make_retrying(self.max_retries, sleep)(self._attempt, state, body, token, resume)
             except _TokenRejected as rejected:
                 if fresh_login or not self._token.can_login:
                     suffix = " even after a fresh login" if fresh_login else ""
@@ -187,8 +187,8 @@ class Client:
                 self._token.invalidate(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, stream: Stream, body: Mapping[str, Any], token: str, resume: Any) -> Any:
-        if stream.aborted:
+    def _attempt(self, state: StreamState, body: Mapping[str, Any], token: str, resume: Any) -> Any:
+        if state.aborted:
             return None
         headers = {
             "Content-Type": "application/json",
@@ -206,7 +206,7 @@ class Client:
             raise _TokenRejected(error) from None
         _check_stream_response(response)
         reader = _Reader(response, ReplyDecoder(resume=resume))
-        stream._attach(reader)
+        state.attach(reader)
         deltas = reader.deltas()
         first = next(deltas, None)
         return reader, deltas, first
