@@ -271,7 +271,6 @@ class Emulator:
             self._changed.notify_all()
 
     def _loads(self) -> List[Dict[str, Any]]:
-        self._count("loads")
         with self._changed:
             return [{"token_id": tid, "count": info["count"], "plus": False, "show_user_info": False}
                     for tid, info in self._tokens.items()]

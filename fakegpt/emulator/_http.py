@@ -183,6 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _loads(self, body: bytes) -> None:
         emulator = self.server.emulator
+        emulator._count("loads")
         if emulator.challenge:
             self._answer(403, _CHALLENGE, {"Content-Type": "text/html; charset=UTF-8", "cf-mitigated": "challenge"})
             return
