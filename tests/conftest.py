@@ -1,0 +1,106 @@
+"""Shared fixtures: mocked servers for unit tests, and helpers to build streams."""
+import json
+import logging
+from urllib.parse import parse_qs
+
+import pytest
+import responses
+
+import fakegpt
+
+BASE = "https://chat.test"
+TOKENS = ["a" * 32, "b" * 32, "c" * 32]
+ACCESS = "access-token-SECRET-0123456789"
+
+
+def sse(*events, done=True):
+    """An event-stream body from JSON-able events (or raw bytes frames)."""
+    out = b""
+    for event in events:
+        out += event if isinstance(event, bytes) else b"data: " + json.dumps(event).encode() + b"\n\n"
+    return out + (b"data: [DONE]\n\n" if done else b"")
+
+
+def assistant(text, *, status="in_progress", mid="m1", finish=None):
+    metadata = {"message_type": "next", "model_slug": "text-davinci-002-render-sha"}
+    if finish:
+        metadata["finish_details"] = {"type": finish}
+    return {
+        "message": {"id": mid, "author": {"role": "assistant"}, "content": {"content_type": "text", "parts": [text]},
+                    "status": status, "end_turn": status == "finished_successfully" or None,
+                    "metadata": metadata, "recipient": "all"},
+        "conversation_id": "c1",
+        "error": None,
+    }
+
+
+def reply_body(*texts, done=True):
+    """A cumulative stream spelling *texts*, finished, with [DONE]."""
+    events, text = [], ""
+    for piece in texts:
+        text += piece
+        events.append(assistant(text))
+    events.append(assistant(text, status="finished_successfully", finish="stop"))
+    return sse(*events, done=done)
+
+
+class MockServer:
+    """The protocol on top of `responses`: tokens, login, session, conversation."""
+
+    def __init__(self, rsps, base=BASE):
+        self.rsps, self.base = rsps, base
+
+    def loads(self, tokens=TOKENS, counts=None, **kwargs):
+        counts = counts or [0] * len(tokens)
+        body = {"loads": [{"token_id": t, "count": c} for t, c in zip(tokens, counts)]}
+        return self.rsps.get(f"{self.base}/api/loads", json=body, **kwargs)
+
+    def login(self, status=302, **kwargs):
+        headers = {"Location": "/?v=2", "Set-Cookie": "credential=cred; Path=/"} if status == 302 else {}
+        return self.rsps.post(f"{self.base}/auth/login", status=status, headers=headers, **kwargs)
+
+    def session(self, body=None, **kwargs):
+        body = {"user": {}, "expires": "2099-01-01T00:00:00Z", "accessToken": ACCESS} if body is None else body
+        return self.rsps.get(f"{self.base}/api/auth/session", json=body, **kwargs)
+
+    def logged_in(self):
+        self.loads()
+        self.login()
+        self.session()
+
+    def conversation(self, body=None, status=200, content_type="text/event-stream", **kwargs):
+        body = reply_body("Hello", " world") if body is None else body
+        return self.rsps.post(f"{self.base}/api/conversation", body=body, status=status,
+                              content_type=content_type, **kwargs)
+
+    def calls(self, path):
+        return [c for c in self.rsps.calls if c.request.path_url.split("?")[0] == path]
+
+    def paths(self):
+        return [c.request.path_url.split("?")[0] for c in self.rsps.calls]
+
+    def login_tokens(self):
+        return [parse_qs(c.request.body)["token_key"][0] for c in self.calls("/auth/login")]
+
+
+@pytest.fixture
+def server():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield MockServer(rsps)
+
+
+@pytest.fixture
+def client():
+    with fakegpt.Client(BASE, max_retries=2) as client:
+        client.waits = []  # the retry waits, recorded instead of slept
+        client._sleep = client.waits.append
+        yield client
+
+
+@pytest.fixture
+def debug_log(caplog):
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+MESSAGES = [{"role": "user", "content": "Hi"}]

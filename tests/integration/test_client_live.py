@@ -1,0 +1,293 @@
+"""The Client over real loopback sockets, against the emulator."""
+import socket
+import threading
+import time
+
+import pytest
+
+import fakegpt
+from fakegpt.emulator import Emulator, default_responder
+
+MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
+EXPECTED = default_responder("Tell me about streams")
+
+
+def client_for(emulator, **kwargs):
+    client = fakegpt.Client(emulator.url, **kwargs)
+    client.waits = []
+    client._sleep = client.waits.append
+    return client
+
+
+@pytest.fixture
+def client(fakegpt_emulator):
+    with client_for(fakegpt_emulator) as client:
+        yield client
+
+
+def collect(stream):
+    """Deltas and the moment each arrived."""
+    deltas, times = [], []
+    for delta in stream:
+        deltas.append(delta)
+        times.append(time.monotonic())
+    return deltas, times
+
+
+# -- formats and framing ---------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["cumulative", "v1"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_both_formats_and_every_line_end(fmt, newline):
+    with Emulator(format=fmt, newline=newline) as emulator, client_for(emulator) as client:
+        stream = client.stream(MESSAGES)
+        deltas, _ = collect(stream)
+    assert "".join(deltas) == EXPECTED and all(deltas) and len(deltas) > 20
+    assert stream.finish_reason == "stop" and stream.conversation_id
+
+
+@pytest.mark.parametrize("split", [1, 3, 7])
+def test_events_split_across_reads_with_multibyte_text(split):
+    text = "Grüße 😀 from the \u2028 emulator – naïve café 日本語"
+    with Emulator(split=split, newline="\r\n", responder=lambda prompt: text) as emulator:
+        with client_for(emulator) as client:
+            assert client.complete(MESSAGES) == text
+
+
+def test_close_delimited_body():
+    with Emulator(chunked=False) as emulator, client_for(emulator) as client:
+        assert client.complete(MESSAGES) == EXPECTED
+        assert client.complete(MESSAGES) == EXPECTED
+
+
+def test_model_is_passed_through(fakegpt_emulator, client):
+    reply = client.complete(MESSAGES, model="gpt-4o-mini")
+    assert reply.model == "gpt-4o-mini"
+    assert client.complete(MESSAGES).model == "text-davinci-002-render-sha"
+
+
+# -- connections -------------------------------------------------------------------
+def test_cold_call_takes_four_requests_and_a_warm_call_one_on_the_same_connection(fakegpt_emulator, client):
+    client.complete(MESSAGES)
+    cold = [r.path.split("?")[0] for r in fakegpt_emulator.requests]
+    assert cold == ["/api/loads", "/auth/login", "/api/auth/session", "/api/conversation"]
+    connections = fakegpt_emulator.counts["connections"]
+    for _ in range(3):
+        before = fakegpt_emulator.counts["requests"]
+        assert client.complete(MESSAGES) == EXPECTED
+        assert fakegpt_emulator.counts["requests"] == before + 1
+    assert fakegpt_emulator.counts["connections"] == connections == 1
+
+
+def test_server_holding_the_stream_open_after_done(fakegpt_emulator, client):
+    client.complete(MESSAGES)  # log in first
+    fakegpt_emulator.stream_fault("hold", seconds=30)
+    started = time.monotonic()
+    assert client.complete(MESSAGES) == EXPECTED
+    assert time.monotonic() - started < 1.0
+    assert client.complete(MESSAGES) == EXPECTED  # the held connection was dropped, a new one works
+
+
+def test_breaking_out_closes_the_response_promptly():
+    with Emulator(delay=0.05) as emulator, client_for(emulator) as client:
+        for delta in client.stream(MESSAGES):
+            break
+        broke = time.monotonic()
+        assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+        assert time.monotonic() - broke < 1.0
+
+
+def test_closing_the_stream_closes_the_response():
+    with Emulator(delay=0.05) as emulator, client_for(emulator) as client:
+        stream = client.stream(MESSAGES)
+        first = next(stream)
+        stream.close()
+        assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+        assert first and stream.text == first
+        with pytest.raises(StopIteration):
+            next(stream)
+
+
+def test_abort_from_another_thread_interrupts_a_blocked_read(fakegpt_emulator, client):
+    client.complete(MESSAGES)
+    fakegpt_emulator.stream_fault("stall", after_words=2)
+    stream = client.stream(MESSAGES)
+    next(stream)
+    timer = threading.Timer(0.2, stream.abort)
+    timer.start()
+    started = time.monotonic()
+    rest = list(stream)  # blocked in the stall until the abort; then ends quietly
+    assert time.monotonic() - started < 2.0 and stream.aborted
+    assert len(rest) <= 1
+    assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+
+
+# -- latency -------------------------------------------------------------------------
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
+def test_each_delta_arrives_as_its_event_does(chunked):
+    delay = 0.1
+    with Emulator(delay=delay, chunked=chunked, responder=lambda p: "one two three four five") as emulator:
+        with client_for(emulator) as client:
+            client.complete(MESSAGES)  # warm up: login
+            deltas, times = collect(client.stream(MESSAGES))
+    assert deltas == ["one ", "two ", "three ", "four ", "five"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Each delta comes one server delay after the previous: none waits for a buffer to fill.
+    assert all(gap > delay * 0.5 for gap in gaps), gaps
+
+
+# -- failures -----------------------------------------------------------------------
+def test_truncated_stream(fakegpt_emulator, client):
+    fakegpt_emulator.stream_fault("truncate", after_words=4)
+    stream = client.stream(MESSAGES)
+    received = []
+    with pytest.raises(fakegpt.IncompleteStreamError) as info:
+        for delta in stream:
+            received.append(delta)
+    assert len(received) == 4 and EXPECTED.startswith("".join(received))
+    assert info.value.partial_text == "".join(received)
+    assert fakegpt_emulator.counts["conversations"] == 1
+
+
+def test_connection_dropped_mid_body(fakegpt_emulator, client):
+    fakegpt_emulator.stream_fault("drop", after_words=3)
+    with pytest.raises(fakegpt.IncompleteStreamError, match="connection was lost mid-stream") as info:
+        client.complete(MESSAGES)
+    assert EXPECTED.startswith(info.value.partial_text) and len(info.value.partial_text) > 0
+    assert fakegpt_emulator.counts["conversations"] == 1
+
+
+def test_stall_mid_stream_is_a_timeout_and_is_not_retried(fakegpt_emulator):
+    with client_for(fakegpt_emulator, timeout=(5, 0.3)) as client:
+        fakegpt_emulator.stream_fault("stall", after_words=5)
+        received = []
+        with pytest.raises(fakegpt.APITimeoutError, match="stalled") as info:
+            for delta in client.stream(MESSAGES):
+                received.append(delta)
+    assert type(info.value) is fakegpt.APITimeoutError and len(received) == 5
+    assert info.value.partial_text == "".join(received)
+    assert fakegpt_emulator.counts["conversations"] == 1 and client.waits == []
+    assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+
+
+def test_stall_before_any_text_is_retried(fakegpt_emulator):
+    with client_for(fakegpt_emulator, timeout=(5, 0.3)) as client:
+        fakegpt_emulator.stream_fault("stall", after_words=0)
+        assert client.complete(MESSAGES) == EXPECTED
+    assert fakegpt_emulator.counts["conversations"] == 2 and len(client.waits) == 1
+
+
+def test_in_stream_error(fakegpt_emulator, client):
+    fakegpt_emulator.stream_fault("error", after_words=2, message="The model is overloaded")
+    with pytest.raises(fakegpt.StreamError, match="The model is overloaded") as info:
+        client.complete(MESSAGES)
+    assert type(info.value) is fakegpt.StreamError and EXPECTED.startswith(info.value.partial_text)
+    assert len(info.value.partial_text) > 0 and fakegpt_emulator.counts["conversations"] == 1
+
+
+def test_dead_tokens_are_skipped():
+    with Emulator(tokens=0) as emulator:
+        emulator.add_token(count=0, dead="login")
+        emulator.add_token(count=1, dead="session")
+        emulator.add_token(count=2)
+        with client_for(emulator) as client:
+            assert client.complete(MESSAGES) == EXPECTED
+        assert emulator.counts["login_failures"] == 1 and emulator.counts["empty_sessions"] == 1
+        assert emulator.counts["logins"] == 2 and emulator.counts["sessions"] == 1
+
+
+@pytest.mark.parametrize("how", ["login", "session"])
+def test_every_token_dead(fakegpt_emulator, client, how):
+    fakegpt_emulator.kill_token(how=how)
+    started = time.monotonic()
+    with pytest.raises(fakegpt.AuthenticationError, match="all 3 tokens tried were rejected"):
+        client.complete(MESSAGES)
+    assert time.monotonic() - started < 1.0 and fakegpt_emulator.counts["conversations"] == 0
+
+
+def test_empty_token_list(fakegpt_emulator, client):
+    fakegpt_emulator.clear_tokens()
+    with pytest.raises(fakegpt.AuthenticationError, match="empty"):
+        client.complete(MESSAGES)
+    assert fakegpt_emulator.counts["requests"] == 1
+
+
+def test_challenge_page(fakegpt_emulator, client):
+    fakegpt_emulator.challenge = True
+    with pytest.raises(fakegpt.APIStatusError, match="HTTP 403: HTML page: Just a moment") as info:
+        client.complete(MESSAGES)
+    assert info.value.status_code == 403 and fakegpt_emulator.counts["loads"] == 1
+
+
+def test_expired_token_is_replaced_by_a_fresh_login(fakegpt_emulator, client):
+    client.complete(MESSAGES)
+    fakegpt_emulator.expire_access_tokens()
+    assert client.complete(MESSAGES) == EXPECTED
+    assert fakegpt_emulator.counts["logins"] == 2 and fakegpt_emulator.counts["conversations"] == 3
+
+
+def test_401_that_survives_a_fresh_login(fakegpt_emulator, client):
+    fakegpt_emulator.fail_next(401, times=2)
+    with pytest.raises(fakegpt.AuthenticationError, match="even after a fresh login"):
+        client.complete(MESSAGES)
+    assert fakegpt_emulator.counts["logins"] == 2 and fakegpt_emulator.counts["conversations"] == 2
+
+
+def test_rate_limit_with_retry_after_then_success(fakegpt_emulator, client):
+    fakegpt_emulator.fail_next(429, headers={"Retry-After": "0"})
+    assert client.complete(MESSAGES) == EXPECTED
+    assert client.waits == [0.0] and fakegpt_emulator.counts["conversations"] == 2
+
+
+def test_rate_limit_persisting(fakegpt_emulator, client):
+    fakegpt_emulator.fail_next(429, headers={"Retry-After": "1"}, times=3)
+    with pytest.raises(fakegpt.RateLimitError, match="Too many requests") as info:
+        client.complete(MESSAGES)
+    assert info.value.retry_after == 1.0 and client.waits == [1.0, 1.0]
+
+
+def test_server_errors_then_success_and_persisting(fakegpt_emulator, client):
+    fakegpt_emulator.fail_next(502, times=2)
+    assert client.complete(MESSAGES) == EXPECTED
+    fakegpt_emulator.fail_next(500, times=3)
+    with pytest.raises(fakegpt.APIStatusError, match="HTTP 500") as info:
+        client.complete(MESSAGES)
+    assert info.value.status_code == 500 and fakegpt_emulator.counts["conversations"] == 6
+
+
+def test_redirect_is_not_followed(fakegpt_emulator, client):
+    fakegpt_emulator.fail_next(307, body="", headers={"Location": "http://127.0.0.2:9/steal"})
+    with pytest.raises(fakegpt.APIStatusError, match="redirected"):
+        client.complete(MESSAGES)
+    assert fakegpt_emulator.counts["conversations"] == 1
+
+
+def test_nothing_listening():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with fakegpt.Client(f"http://127.0.0.1:{port}", max_retries=1) as client:
+        client._sleep = lambda s: None
+        with pytest.raises(fakegpt.APIConnectionError, match="GET /api/loads failed: .*refused"):
+            client.complete(MESSAGES)
+
+
+# -- threads -------------------------------------------------------------------------
+def test_threads_sharing_a_cold_client_log_in_once(fakegpt_emulator, client):
+    barrier = threading.Barrier(8)
+    results, errors = [], []
+
+    def ask(i):
+        barrier.wait()
+        try:
+            results.append(client.complete([{"role": "user", "content": f"question {i}"}]))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == [] and len(results) == 8
+    assert sorted(results) == sorted(default_responder(f"question {i}") for i in range(8))
+    assert fakegpt_emulator.counts["logins"] == 1

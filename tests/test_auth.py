@@ -1,0 +1,199 @@
+"""The shared-token login, against a mocked server (`responses`)."""
+import re
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+
+import fakegpt
+from fakegpt._auth import AccessToken, new_session_password
+from fakegpt._constants import MAX_TOKENS_PER_LOGIN
+
+from .conftest import ACCESS, MESSAGES, TOKENS
+
+
+def test_login_flow_then_conversation(server, client):
+    server.logged_in()
+    server.conversation()
+    assert client.complete(MESSAGES) == "Hello world"
+    assert server.paths() == ["/api/loads", "/auth/login", "/api/auth/session", "/api/conversation"]
+    loads = server.rsps.calls[0].request
+    assert re.fullmatch(r"/api/loads\?t=\d{10}", loads.path_url)
+    form = parse_qs(server.rsps.calls[1].request.body)
+    assert form["token_key"][0] in TOKENS
+    assert re.fullmatch(r"[A-Za-z0-9]{10}", form["session_password"][0])
+    for call in server.rsps.calls:
+        headers = call.request.headers
+        assert headers["Accept-Language"] == "en-US" and "Chrome/" in headers["User-Agent"]
+        assert headers["Referer"] == "https://chat.test/?v=2" and headers["sec-ch-ua-mobile"] == "?0"
+    assert server.rsps.calls[3].request.headers["X-Authorization"] == f"Bearer {ACCESS}"
+    assert client.access_token == ACCESS
+
+
+def test_login_is_done_once_and_reused(server, client):
+    server.logged_in()
+    server.conversation()
+    client.complete(MESSAGES)
+    client.complete(MESSAGES)
+    assert server.paths().count("/auth/login") == 1 and server.paths().count("/api/conversation") == 2
+
+
+def test_least_busy_token_first(server, client):
+    server.loads(counts=[9, 1, 5])
+    server.login()
+    server.session()
+    server.conversation()
+    client.complete(MESSAGES)
+    assert server.login_tokens() == [TOKENS[1]]
+
+
+def test_fixed_session_password_is_sent(server):
+    server.logged_in()
+    server.conversation()
+    with fakegpt.Client("https://chat.test", session_password="my-history") as client:
+        client.complete(MESSAGES)
+    assert parse_qs(server.calls("/auth/login")[0].request.body)["session_password"] == ["my-history"]
+
+
+def test_generated_session_passwords_differ():
+    assert len({new_session_password() for _ in range(50)}) == 50
+
+
+def test_empty_token_list(server, client):
+    server.loads(tokens=[])
+    with pytest.raises(fakegpt.AuthenticationError, match="token list .* is empty") as info:
+        client.complete(MESSAGES)
+    assert type(info.value) is fakegpt.AuthenticationError
+    assert server.paths() == ["/api/loads"] and client.waits == []
+
+
+def test_challenge_page_is_a_status_error_not_a_json_crash(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=403, content_type="text/html",
+                    body="<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>cf</body></html>")
+    with pytest.raises(fakegpt.APIStatusError, match=r"GET /api/loads failed: HTTP 403: HTML page: Just a moment") as info:
+        client.complete(MESSAGES)
+    assert type(info.value) is fakegpt.APIStatusError and info.value.status_code == 403
+    assert server.paths() == ["/api/loads"]  # a 403 is not retried
+
+
+def test_html_with_200_is_a_status_error(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=200, content_type="text/html",
+                    body="<html><title>Just a moment...</title></html>")
+    with pytest.raises(fakegpt.APIStatusError, match="not JSON: HTML page: Just a moment"):
+        client.complete(MESSAGES)
+
+
+@pytest.mark.parametrize("body", [{"tokens": []}, {"loads": "nope"}, [1, 2]])
+def test_token_list_missing(server, client, body):
+    server.rsps.get("https://chat.test/api/loads", json=body)
+    with pytest.raises(fakegpt.AuthenticationError, match="without a token list"):
+        client.complete(MESSAGES)
+
+
+def test_malformed_entries_are_skipped(server, client):
+    server.rsps.get("https://chat.test/api/loads",
+                    json={"loads": [{"count": 1}, {"token_id": 5}, "x", {"token_id": TOKENS[2], "count": "busy"}]})
+    server.login()
+    server.session()
+    server.conversation()
+    client.complete(MESSAGES)
+    assert server.login_tokens() == [TOKENS[2]]
+
+
+def test_dead_tokens_are_skipped_each_tried_once(server, client):
+    server.loads(counts=[0, 1, 2])
+    server.rsps.post("https://chat.test/auth/login", status=400, json={"detail": "Error 400: invalid token"})
+    server.rsps.post("https://chat.test/auth/login", status=403, body="forbidden")
+    server.login()
+    server.session()
+    server.conversation()
+    assert client.complete(MESSAGES) == "Hello world"
+    assert server.login_tokens() == TOKENS  # in order of load, no token twice
+    assert client.waits == []  # token rotation does not back off
+
+
+def test_every_token_dead(server, client):
+    server.loads()
+    server.login(status=400, json={"detail": "Error 400"})
+    with pytest.raises(fakegpt.AuthenticationError) as info:
+        client.complete(MESSAGES)
+    message = str(info.value)
+    assert "all 3 tokens tried were rejected" in message and "login rejected (HTTP 400: Error 400)" in message
+    assert sorted(server.login_tokens()) == sorted(TOKENS)
+    assert "/api/conversation" not in server.paths()
+
+
+def test_token_tries_are_bounded(server, client):
+    many = [f"{i:032x}" for i in range(12)]
+    server.loads(tokens=many)
+    server.login(status=400)
+    with pytest.raises(fakegpt.AuthenticationError, match=f"{MAX_TOKENS_PER_LOGIN} of 12 tokens"):
+        client.complete(MESSAGES)
+    assert len(server.login_tokens()) == MAX_TOKENS_PER_LOGIN == len(set(server.login_tokens()))
+
+
+@pytest.mark.parametrize(
+    "session_answer, reason",
+    [
+        ({}, r"empty session \(\{\}\)"),
+        ({"accessToken": ""}, "empty session"),
+        ({"accessToken": 42}, "empty session"),
+    ],
+)
+def test_empty_session_means_a_dead_token(server, client, session_answer, reason):
+    server.loads(tokens=TOKENS[:2])
+    server.login()
+    server.session(body=session_answer)
+    with pytest.raises(fakegpt.AuthenticationError, match=reason):
+        client.complete(MESSAGES)
+    assert server.paths().count("/api/auth/session") == 2
+
+
+def test_session_not_json_or_refused(server, client):
+    server.loads(tokens=TOKENS[:2])
+    server.login()
+    server.rsps.get("https://chat.test/api/auth/session", body="<html>oops</html>", content_type="text/html")
+    server.rsps.get("https://chat.test/api/auth/session", status=401, json={})
+    with pytest.raises(fakegpt.AuthenticationError, match="not JSON.*session refused \\(HTTP 401\\)"):
+        client.complete(MESSAGES)
+
+
+def test_transient_failures_during_login_are_retried(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=502, body="bad gateway")
+    server.rsps.get("https://chat.test/api/loads", body=requests.exceptions.ConnectionError("reset"))
+    server.logged_in()
+    server.conversation()
+    assert client.complete(MESSAGES) == "Hello world"
+    assert server.paths()[:3] == ["/api/loads"] * 3 and len(client.waits) == 2
+
+
+def test_login_connection_failure_after_retries(server, client):
+    server.rsps.get("https://chat.test/api/loads", body=requests.exceptions.ConnectionError("refused"))
+    with pytest.raises(fakegpt.APIConnectionError, match="GET /api/loads failed: refused") as info:
+        client.complete(MESSAGES)
+    assert type(info.value) is fakegpt.APIConnectionError
+    assert len(server.calls("/api/loads")) == 3 and len(client.waits) == 2
+
+
+def test_login_rate_limited(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=429, json={"detail": "Too many requests"},
+                    headers={"Retry-After": "1"})
+    with pytest.raises(fakegpt.RateLimitError) as info:
+        client.complete(MESSAGES)
+    assert info.value.retry_after == 1.0 and client.waits == [1.0, 1.0]
+
+
+def test_access_token_holder_logs_in_once_and_only_invalidates_its_own_token():
+    tokens = iter(["t1", "t2"])
+    holder = AccessToken(lambda: next(tokens))
+    assert holder.get() == "t1" and holder.get() == "t1" and holder.logins == 1
+    holder.invalidate("stale")
+    assert holder.current == "t1"
+    holder.invalidate("t1")
+    assert holder.current is None and holder.get() == "t2" and holder.logins == 2
+
+
+def test_access_token_without_login():
+    holder = AccessToken(None, None)
+    with pytest.raises(fakegpt.AuthenticationError, match="logging in is disabled"):
+        holder.get()
