@@ -20,6 +20,8 @@ __all__ = ["Event", "SSEDecoder"]
 Event = Tuple[str, bytes]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
+_OTHER_FIELDS = (b"id", b"retry", b"event", b"data")
 
 
 class SSEDecoder:
@@ -41,16 +43,27 @@ class SSEDecoder:
     event), and :meth:`close` dispatches an event whose blank line never came.
     """
 
-    __slots__ = ("_partial", "_skip_lf", "_data", "_event")
+    __slots__ = ("_partial", "_skip_lf", "_data", "_event", "_head", "stray")
 
     def __init__(self) -> None:
         self._partial: List[bytes] = []  # pieces of the line not yet ended
         self._skip_lf = False  # the last piece ended with \r: a leading \n is its pair
         self._data: List[bytes] = []
         self._event: Optional[str] = None
+        self._head: Optional[bytes] = b""  # the first bytes, until a BOM is ruled out
+        #: The first line that is not SSE at all (e.g. a raw JSON error), for error messages.
+        self.stray: Optional[bytes] = None
 
     def feed(self, chunk: bytes) -> List[Event]:
         """Consume *chunk*; return the events it completes."""
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._head = chunk
+                return []
+            self._head = None
+            if chunk[:3] == _BOM:  # the SSE spec ignores one leading byte order mark
+                chunk = chunk[3:]
         if self._skip_lf:
             self._skip_lf = False
             if chunk[:1] == b"\n":
@@ -100,4 +113,6 @@ class SSEDecoder:
             self._event = None
         elif line[:6] == b"event:":
             self._event = line[6:].strip().decode("utf-8", "replace") or None
+        elif self.stray is None and line[:1] != b":" and line.split(b":", 1)[0] not in _OTHER_FIELDS:
+            self.stray = line[:200]
         # Anything else is a comment (":"), or a field we do not use (id, retry).

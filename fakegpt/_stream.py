@@ -77,12 +77,20 @@ class _Reader:
                     if decoder.done:
                         self._drain()
                         return
-            for event, data in sse.close():
-                delta = decoder.feed(event, data)
-                if delta:
-                    yield delta
+            try:
+                for event, data in sse.close():
+                    delta = decoder.feed(event, data)
+                    if delta:
+                        yield delta
+            except StreamError as error:
+                if not isinstance(error.__cause__, ValueError):
+                    raise  # an error event, whole; not a cut one
+                # Otherwise the body ended inside an event: that is a cut stream.
             if not (decoder.done or decoder.finished or self.aborted):
-                raise IncompleteStreamError("the stream ended before [DONE] and before the reply was finished")
+                message = "the stream ended before [DONE] and before the reply was finished"
+                if sse.stray is not None and not decoder.parts:
+                    message += f"; the body is not an event stream: {sse.stray.decode('utf-8', 'replace')}"
+                raise IncompleteStreamError(message)
         finally:
             self.close()
 

@@ -345,3 +345,19 @@ def test_access_token_property_can_be_replaced(server, client):
     assert server.rsps.calls[0].request.headers["X-Authorization"] == "Bearer given-token"
     with pytest.raises(TypeError):
         client.access_token = 5
+
+
+def test_body_cut_inside_an_event_is_incomplete_not_unreadable(server, client):
+    server.logged_in()
+    cut = sse(assistant("Hello"), done=False) + b'data: {"message": {"id": "m1", "auth'
+    server.conversation(body=cut)
+    with pytest.raises(fakegpt.IncompleteStreamError) as info:
+        client.complete(MESSAGES)
+    assert info.value.partial_text == "Hello"
+
+
+def test_a_body_that_is_not_sse_says_what_it_was(server, client):
+    server.logged_in()
+    server.conversation(body=b'{"detail": "upstream said no"}\n')
+    with pytest.raises(fakegpt.IncompleteStreamError, match='not an event stream: {"detail": "upstream said no"}'):
+        client.complete(MESSAGES)

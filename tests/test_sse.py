@@ -124,3 +124,14 @@ def test_any_chunking_gives_the_same_events(payloads, newline, cuts):
     events = feed_all(pieces)
     assert events == [("delta", e) for e in encoded]
     assert [json.loads(d)["v"] for _, d in events] == payloads
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    assert feed_all([b"\xef\xbb", b"\xbfdata: 1\n\n"]) == [("message", b"1")]
+    assert feed_all([b"\xef\xbb\xbfdata: 1\n\ndata: \xef\xbb\xbf2\n\n"]) == [("message", b"1"), ("message", b"\xef\xbb\xbf2")]
+
+
+def test_the_first_line_that_is_not_sse_is_kept_for_error_messages():
+    decoder = SSEDecoder()
+    decoder.feed(b'id: 1\nretry: 5\n{"detail": "not an event stream"}\nmore junk\n')
+    assert decoder.stray == b'{"detail": "not an event stream"}'
