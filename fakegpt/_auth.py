@@ -8,6 +8,7 @@ tenacity ``Retrying`` that retries only "this token is dead".
 """
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import random
@@ -15,10 +16,12 @@ import secrets
 import string
 import threading
 import time
+import urllib.request
 from typing import Any, Callable, List, Optional
 
 import requests
 import tenacity
+from requests.cookies import create_cookie
 
 from ._constants import MAX_TOKENS_PER_LOGIN, SESSION_PASSWORD_LENGTH
 from .exceptions import APIStatusError, AuthenticationError, detail_from_body
@@ -124,6 +127,7 @@ class SharedTokenLogin:
             detail = detail_from_body(response.content, response.headers.get("Content-Type", ""))
             raise _DeadToken(token_id, f"login rejected (HTTP {response.status_code}{': ' + detail if detail else ''})")
         logger.debug("POST /auth/login with token %s: HTTP %d", _short(token_id), response.status_code)
+        self._keep_cookies(response)
         response = self._send("GET", "/api/auth/session", what="GET /api/auth/session", passthrough=_CLIENT_ERRORS)
         if response.status_code >= 400:
             raise _DeadToken(token_id, f"session refused (HTTP {response.status_code})")
@@ -136,6 +140,34 @@ class SharedTokenLogin:
             raise _DeadToken(token_id, "empty session ({}): the shared account is dead or the login did not stick")
         logger.debug("GET /api/auth/session: access token obtained (expires %s)", data.get("expires", "?"))
         return token
+
+
+    def _keep_cookies(self, response: requests.Response) -> None:
+        """Keep every cookie the login set, even those the jar refused.
+
+        The next call needs the login's cookie (PROTOCOL §1), but Python's
+        cookie jar drops a ``Secure`` cookie received over plain http (a
+        self-hosted server on http://localhost) and one whose ``Domain`` does
+        not match (``Domain=localhost``). Browsers treat loopback as secure.
+        Such a cookie is kept host-only, so it goes back only to the host
+        that set it.
+        """
+        url = response.url or self._session.headers.get("Referer", "")
+        sent = _cookie_header(self._session.cookies, urllib.request.Request(url)) or ""
+        have = {pair.split("=", 1)[0].strip() for pair in sent.split(";") if "=" in pair}
+        host = http.cookiejar.eff_request_host(urllib.request.Request(url))[1]
+        for header in response.raw.headers.getlist("Set-Cookie") if response.raw is not None else ():
+            name, _, value = header.split(";", 1)[0].partition("=")
+            name, value = name.strip(), value.strip()
+            if name and name not in have:
+                self._session.cookies.set_cookie(create_cookie(name, value, domain=host, path="/"))
+                logger.debug("kept the login cookie %r, which the cookie jar refused", name)
+
+
+def _cookie_header(jar: Any, request: urllib.request.Request) -> Optional[str]:
+    """The Cookie header *jar* would send with *request*."""
+    jar.add_cookie_header(request)
+    return request.get_header("Cookie")
 
 
 def _json(response: requests.Response, what: str) -> Any:

@@ -197,3 +197,22 @@ def test_access_token_without_login():
     holder = AccessToken(None, None)
     with pytest.raises(fakegpt.AuthenticationError, match="logging in is disabled"):
         holder.get()
+
+
+@pytest.mark.parametrize("base", ["http://localhost:8787", "http://127.0.0.1:8787", "http://chat.lan"])
+@pytest.mark.parametrize("attributes", ["; Secure; HttpOnly", "; Domain=localhost", "; Domain=elsewhere.test", ""])
+def test_login_cookie_is_sent_back_even_when_the_jar_would_refuse_it(base, attributes):
+    import responses as responses_lib
+
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.get(f"{base}/api/loads", json={"loads": [{"token_id": TOKENS[0], "count": 0}]})
+        rsps.post(f"{base}/auth/login", status=302,
+                  headers={"Location": "/", "Set-Cookie": f"credential=c-123; Path=/{attributes}"})
+        rsps.get(f"{base}/api/auth/session", json={"accessToken": ACCESS})
+        rsps.post(f"{base}/api/conversation", body=b'data: {"message": {"id": "m", "author": {"role": "assistant"}, '
+                  b'"content": {"parts": ["ok"]}, "status": "finished_successfully"}}\n\ndata: [DONE]\n\n',
+                  content_type="text/event-stream")
+        with fakegpt.Client(base) as client:
+            assert client.complete(MESSAGES) == "ok"
+        session_call = [c for c in rsps.calls if c.request.path_url == "/api/auth/session"][0]
+        assert session_call.request.headers.get("Cookie") == "credential=c-123"

@@ -81,6 +81,8 @@ class Emulator:
     :param split: write every event in pieces of this many bytes.
     :param max_words: end longer replies after this many words with
         ``finish_details.type = "max_tokens"`` (the rest comes with ``continue``).
+    :param cookie_attributes: extra attributes of the login cookie, e.g.
+        ``"; Secure"`` to act like a server that marks it for https only.
 
     Every parameter is also an attribute that can be changed while it runs.
     """
@@ -99,6 +101,7 @@ class Emulator:
         newline: str = "\n",
         split: Optional[int] = None,
         max_words: Optional[int] = None,
+        cookie_attributes: str = "",
     ) -> None:
         if format not in _FORMATS:
             raise ValueError(f"format must be one of {_FORMATS}, not {format!r}")
@@ -109,6 +112,7 @@ class Emulator:
         self.host, self.port = host, port
         self.delay, self.format, self.token_ttl = delay, format, token_ttl
         self.chunked, self.newline, self.split, self.max_words = chunked, newline, split, max_words
+        self.cookie_attributes = cookie_attributes
         self.responder = responder or default_responder
         self.challenge = False  # /api/loads answers with a Cloudflare challenge page
         self.counts: "collections.Counter[str]" = collections.Counter()

@@ -196,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         credential = self.server.emulator._login(token_key, password)
         self._answer(302, b"", {
             "Location": "/?v=2",
-            "Set-Cookie": f"credential={credential}; Path=/; HttpOnly; SameSite=Lax",
+            "Set-Cookie": f"credential={credential}; Path=/; HttpOnly; SameSite=Lax{self.server.emulator.cookie_attributes}",
             "Content-Type": "text/plain",
         })
 

@@ -291,3 +291,10 @@ def test_threads_sharing_a_cold_client_log_in_once(fakegpt_emulator, client):
     assert errors == [] and len(results) == 8
     assert sorted(results) == sorted(default_responder(f"question {i}") for i in range(8))
     assert fakegpt_emulator.counts["logins"] == 1
+
+
+@pytest.mark.parametrize("attributes", ["; Secure", "; Domain=localhost"])
+def test_login_cookie_the_jar_refuses_still_logs_in(attributes):
+    with Emulator(cookie_attributes=attributes) as emulator, client_for(emulator) as client:
+        assert client.complete(MESSAGES) == EXPECTED
+        assert emulator.counts["empty_sessions"] == 0 and emulator.counts["sessions"] == 1
