@@ -230,7 +230,8 @@ class Client:
             phase = "connecting" if isinstance(error, requests.exceptions.ConnectTimeout) else "waiting for the answer"
             raise APITimeoutError(f"{what} timed out {phase}: {_reason(error)}") from _detach(error)
         except requests.exceptions.RequestException as error:
-            raise APIConnectionError(f"{what} failed: {_reason(error)}") from _detach(error)
+            where = urlsplit(self.base_url).netloc
+            raise APIConnectionError(f"{what} to {where} failed: {_reason(error)}") from _detach(error)
         status = response.status_code
         logger.debug("%s: HTTP %d", what, status)
         if status < 400 or status in passthrough:
@@ -269,6 +270,7 @@ def _reason(error: BaseException) -> str:
     inner: Any = error.args[0] if error.args else error
     reason = getattr(inner, "reason", None) or inner
     text = re.sub(r"<[^>]*? object at 0x[0-9a-f]+>: ", "", str(reason))
+    text = re.sub(r"^\w*Connection(?:Pool)?\(host=[^)]*\): ", "", text)
     return one_line(text, 200)
 
 

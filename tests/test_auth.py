@@ -169,7 +169,7 @@ def test_transient_failures_during_login_are_retried(server, client):
 
 def test_login_connection_failure_after_retries(server, client):
     server.rsps.get("https://chat.test/api/loads", body=requests.exceptions.ConnectionError("refused"))
-    with pytest.raises(fakegpt.APIConnectionError, match="GET /api/loads failed: refused") as info:
+    with pytest.raises(fakegpt.APIConnectionError, match="GET /api/loads to chat.test failed: refused") as info:
         client.complete(MESSAGES)
     assert type(info.value) is fakegpt.APIConnectionError
     assert len(server.calls("/api/loads")) == 3 and len(client.waits) == 2

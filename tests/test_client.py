@@ -287,7 +287,7 @@ def test_max_retries_zero(server):
 def test_connection_errors_are_retried_and_mapped(server, client):
     server.logged_in()
     server.conversation(body=requests.exceptions.ConnectionError("connection reset by peer"))
-    with pytest.raises(fakegpt.APIConnectionError, match="POST /api/conversation failed: connection reset") as info:
+    with pytest.raises(fakegpt.APIConnectionError, match="POST /api/conversation to chat.test failed: connection reset") as info:
         client.complete(MESSAGES)
     assert type(info.value) is fakegpt.APIConnectionError and len(client.waits) == 2
     assert isinstance(info.value.__cause__, requests.exceptions.ConnectionError)

@@ -21,6 +21,11 @@ _OPENERS = (
     "Happy to help with that.",
     "Let me think about that for a moment.",
 )
+_FILLER = frozenset(
+    "the and for are you your can could would should will please tell about what which who how why when where "
+    "this that these those with from into some any give show explain say write make does did have has was were "
+    "there their them they our its it's me my".split()
+)
 _CLOSERS = (
     "Let me know if you would like more detail.",
     "I hope that helps!",
@@ -53,9 +58,10 @@ def default_responder(prompt: str, history: History = ()) -> str:
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
     reply = f'Hello! You said "{_clip(question, 60)}". {_OPENERS[digest[0] % len(_OPENERS)]}'
     words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", question)
-    if words:
+    topic = [w.lower() for w in words if len(w) > 2 and w.lower() not in _FILLER][:3] or words[:3]
+    if topic:
         reply += (
-            f" When it comes to {' '.join(words[:4])}, the short answer is that it depends on what"
+            f" When it comes to {' '.join(topic)}, the short answer is that it depends on what"
             " you need, and I am happy to go into detail."
         )
     earlier = [text for role, text in history if role == "user"]

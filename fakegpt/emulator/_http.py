@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import time
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,14 @@ class Server(ThreadingHTTPServer):
         self.open_sockets.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client resetting an idle keep-alive connection is normal: log it, never print it."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            logger.debug("connection from %s ended: %s", client_address, error)
+        else:  # pragma: no cover - a bug in the handler
+            logger.exception("emulator error on a connection from %s", client_address)
+
     def hang_up_all(self) -> None:
         for sock in list(self.open_sockets):
             try:
@@ -75,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """The stdlib's malformed-request answers, as JSON."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unparsable request line: still answer with a status line
+            self.request_version = "HTTP/1.1"
         try:
             self._answer(code, {"detail": message or self.responses.get(code, ("Error",))[0]})
         except OSError:

@@ -267,7 +267,7 @@ def test_nothing_listening():
         port = sock.getsockname()[1]
     with fakegpt.Client(f"http://127.0.0.1:{port}", max_retries=1) as client:
         client._sleep = lambda s: None
-        with pytest.raises(fakegpt.APIConnectionError, match="GET /api/loads failed: .*refused"):
+        with pytest.raises(fakegpt.APIConnectionError, match=r"GET /api/loads to 127.0.0.1:\d+ failed: Failed to establish a new connection: .*refused"):
             client.complete(MESSAGES)
 
 

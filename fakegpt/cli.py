@@ -1,0 +1,245 @@
+"""The ``fakegpt`` command: ``fakegpt chat`` and ``fakegpt serve``.
+
+Exit status: 0 on success, 1 when the call fails (one line on stderr; the
+traceback too with ``--debug``), 2 on a usage error, 130 on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any, Iterator, List, Optional, Sequence, TextIO
+
+from . import __version__
+from .client import Client
+from .exceptions import FakeGptError
+
+__all__ = ["main"]
+
+#: Seconds between words when ``--emulator`` serves a reply: slow enough to see it stream.
+DEMO_DELAY = 0.02
+
+_EXAMPLES = """\
+examples:
+  fakegpt chat --emulator "Say hello"            a reply from the embedded emulator
+  fakegpt chat --base-url http://localhost:8787 "What is SSE?"
+  echo "Summarise: ..." | fakegpt chat --system "Be brief." --base-url URL
+  fakegpt chat --emulator                        an interactive chat (on a terminal)
+  fakegpt serve --port 8787 --delay 0.05         run the emulator for other programs
+"""
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fakegpt",
+        description="Stream chat replies from a ChatGPT-web shared-account server, or run the embedded emulator.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fakegpt {__version__}")
+    debug = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's default must not undo "fakegpt --debug chat".
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="log the HTTP flow (secrets redacted) and show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="log the HTTP flow (secrets redacted) and show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    chat = commands.add_parser(
+        "chat", help="stream a reply to stdout", epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[debug],
+        description="Stream the reply to PROMPT (or to standard input) as it arrives. "
+                    "With no prompt on a terminal, chat interactively (Ctrl-D or 'exit' quits).",
+    )
+    chat.add_argument("prompt", nargs="*", help="the prompt (words are joined with spaces)")
+    chat.add_argument("--system", metavar="TEXT", help="a system message sent before the prompt")
+    chat.add_argument("--model", default="gpt-3.5-turbo", help="model name or backend slug (default: %(default)s)")
+    chat.add_argument("--base-url", metavar="URL", default=os.environ.get("FAKEGPT_BASE_URL"),
+                      help="the server (default: $FAKEGPT_BASE_URL, else the original service)")
+    chat.add_argument("--proxy", metavar="URL", help="http(s) or socks5 proxy for every request")
+    chat.add_argument("--timeout", metavar="SECONDS", type=float, help="connect and read timeout")
+    chat.add_argument("--emulator", action="store_true", help="start the embedded emulator for this run and use it")
+
+    serve = commands.add_parser(
+        "serve", help="run the embedded emulator until interrupted", parents=[debug],
+        description="Run the embedded emulator and print its URL; Ctrl-C stops it.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8787, help="port; 0 picks a free one (default: %(default)s)")
+    serve.add_argument("--delay", type=float, default=0.05, metavar="SECONDS",
+                       help="pause between streamed words (default: %(default)s)")
+    serve.add_argument("--format", choices=("cumulative", "v1"), default="cumulative",
+                       help="stream format when the client does not ask for one (default: %(default)s)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    usage = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _chat(args)
+    except _UsageError as error:
+        usage.error(str(error))  # exits 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except FakeGptError as error:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0  # pragma: no cover - parser.error does not return
+
+
+# -- chat ----------------------------------------------------------------------
+def _chat(args: argparse.Namespace) -> int:
+    if args.emulator and args.base_url:
+        raise _UsageError("--emulator and --base-url exclude each other")
+    prompt = " ".join(args.prompt)
+    interactive = not prompt and sys.stdin.isatty()
+    if not prompt and not interactive:
+        prompt = sys.stdin.read().strip()
+        if not prompt:
+            raise _UsageError("no prompt: give one as an argument or on standard input")
+    with _server(args) as base_url:
+        try:
+            client = Client(**_client_options(args, base_url))
+        except (TypeError, ValueError) as error:
+            raise _UsageError(str(error)) from None
+        with client:
+            if interactive:
+                return _interactive(client, args)
+            _print_reply(client, _messages(args.system, [("user", prompt)]), args.model)
+    return 0
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace) -> Iterator[Optional[str]]:
+    if not args.emulator:
+        yield args.base_url
+        return
+    from .emulator import Emulator
+
+    with Emulator(delay=DEMO_DELAY) as emulator:
+        yield emulator.url
+
+
+def _client_options(args: argparse.Namespace, base_url: Optional[str]) -> dict:
+    options: dict = {"proxy": args.proxy}
+    if base_url:
+        options["base_url"] = base_url
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    return options
+
+
+def _messages(system: Optional[str], turns: List[Any]) -> List[dict]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return messages + [{"role": role, "content": text} for role, text in turns]
+
+
+def _print_reply(client: Client, messages: List[dict], model: str, out: TextIO = sys.stdout) -> str:
+    stream = client.stream(messages, model=model)
+    spinner = _Spinner() if sys.stderr.isatty() else None
+    try:
+        with stream:
+            for delta in stream:
+                if spinner:
+                    spinner.stop()
+                    spinner = None
+                out.write(delta)
+                out.flush()
+    finally:
+        if spinner:
+            spinner.stop()
+        if stream.text:
+            out.write("\n")
+            out.flush()
+    return stream.text
+
+
+def _interactive(client: Client, args: argparse.Namespace) -> int:
+    turns: List[Any] = []
+    print("fakegpt chat: type a message; Ctrl-D or 'exit' quits.", file=sys.stderr)
+    while True:
+        sys.stderr.write("you> ")  # prompts go to stderr: stdout carries only replies
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:  # Ctrl-D
+            print(file=sys.stderr)
+            return 0
+        if line.strip() in ("exit", "quit"):
+            return 0
+        if not line.strip():
+            continue
+        turns.append(("user", line))
+        try:
+            answer = _print_reply(client, _messages(args.system, turns), args.model)
+        except FakeGptError as error:
+            turns.pop()
+            print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
+            continue
+        turns.append(("assistant", answer))
+
+
+class _Spinner:
+    """A small spinner on stderr until the first token arrives."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
+            sys.stderr.write(f"\r{frame} ")
+            sys.stderr.flush()
+            if self._done.wait(0.08):
+                break
+        sys.stderr.write("\r  \r")
+        sys.stderr.flush()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+# -- serve ---------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    from .emulator import Emulator
+
+    if args.delay < 0:
+        raise _UsageError("--delay must be 0 or more")
+    try:
+        emulator = Emulator(host=args.host, port=args.port, delay=args.delay, format=args.format).start()
+    except OSError as error:
+        raise FakeGptError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(emulator.url, flush=True)
+    print(f"fakegpt emulator serving on {emulator.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
