@@ -13,7 +13,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Iterator, List, Optional, Sequence, TextIO
+import traceback
+from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
 from .client import Client
@@ -38,7 +39,8 @@ class _UsageError(Exception):
     pass
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's own parser (for usage errors)."""
     parser = argparse.ArgumentParser(
         prog="fakegpt",
         description="Stream chat replies from a ChatGPT-web shared-account server, or run the embedded emulator.",
@@ -79,16 +81,37 @@ def _parser() -> argparse.ArgumentParser:
                        help="pause between streamed words (default: %(default)s)")
     serve.add_argument("--format", choices=("cumulative", "v1"), default="cumulative",
                        help="stream format when the client does not ask for one (default: %(default)s)")
-    return parser
+    return parser, {"chat": chat, "serve": serve}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = _parser()
+    parser, commands = _parser()
     args = parser.parse_args(argv)
-    usage = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-    if args.debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=sys.stderr)
+    with _debug_logging(args.debug):
+        return _run(args, commands[args.command])
+
+
+@contextlib.contextmanager
+def _debug_logging(enabled: bool) -> Iterator[None]:
+    """With --debug, the fakegpt logger's DEBUG records go to stderr (secrets are never logged)."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("fakegpt")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
@@ -100,8 +123,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except FakeGptError as error:
         if args.debug:
-            import traceback
-
             traceback.print_exc()
         print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
@@ -155,7 +176,8 @@ def _messages(system: Optional[str], turns: List[Any]) -> List[dict]:
     return messages + [{"role": role, "content": text} for role, text in turns]
 
 
-def _print_reply(client: Client, messages: List[dict], model: str, out: TextIO = sys.stdout) -> str:
+def _print_reply(client: Client, messages: List[dict], model: str, out: Optional[TextIO] = None) -> str:
+    out = out or sys.stdout
     stream = client.stream(messages, model=model)
     spinner = _Spinner() if sys.stderr.isatty() else None
     try:
