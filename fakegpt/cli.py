@@ -134,9 +134,10 @@ def _chat(args: argparse.Namespace) -> int:
     if args.emulator and args.base_url:
         raise _UsageError("--emulator and --base-url exclude each other")
     prompt = " ".join(args.prompt)
-    interactive = not prompt and sys.stdin.isatty()
+    stdin = sys.stdin  # None when the process was started without one
+    interactive = not prompt and stdin is not None and stdin.isatty()
     if not prompt and not interactive:
-        prompt = sys.stdin.read().strip()
+        prompt = stdin.read().strip() if stdin is not None else ""
         if not prompt:
             raise _UsageError("no prompt: give one as an argument or on standard input")
     with _server(args) as base_url:

@@ -121,13 +121,15 @@ def console_script():
 
 
 def test_the_console_script_in_a_subprocess():
-    done = subprocess.run(console_script() + ["chat", "--emulator", "hi"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(console_script() + ["chat", "--emulator", "hi"], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
     assert (done.returncode, done.stderr) == (0, "") and done.stdout == default_responder("hi") + "\n"
 
 
 def test_python_dash_m_and_a_failure_in_a_subprocess():
     done = subprocess.run([sys.executable, "-m", "fakegpt", "chat", "--base-url", "http://127.0.0.1:9", "--timeout",
-                           "1", "hi"], capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "true"})
+                           "1", "hi"], capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "true"},
+                          stdin=subprocess.DEVNULL)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("fakegpt: error: APIConnectionError: GET /api/loads to 127.0.0.1:9 failed")
     assert done.stderr.count("\n") == 1
@@ -136,7 +138,7 @@ def test_python_dash_m_and_a_failure_in_a_subprocess():
 def test_ctrl_c_mid_stream_exits_130_cleanly():
     with Emulator(delay=0.2) as emulator:
         process = subprocess.Popen(console_script() + ["chat", "--base-url", emulator.url, "tell me a story"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             assert process.stdout.read(3)  # streaming has begun
             process.send_signal(signal.SIGINT)
@@ -150,7 +152,7 @@ def test_ctrl_c_mid_stream_exits_130_cleanly():
 def test_serve_prints_its_url_serves_and_stops_on_ctrl_c_and_sigterm():
     for stop in (signal.SIGINT, signal.SIGTERM):
         process = subprocess.Popen(console_script() + ["serve", "--port", "0", "--delay", "0", "--format", "v1"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             url = process.stdout.readline().strip()
             assert url.startswith("http://localhost:")
@@ -166,7 +168,7 @@ def test_serve_prints_its_url_serves_and_stops_on_ctrl_c_and_sigterm():
 def test_serve_on_a_busy_port_is_one_line_exit_1():
     with Emulator() as emulator:
         done = subprocess.run(console_script() + ["serve", "--port", str(emulator.port)], capture_output=True,
-                              text=True, timeout=30)
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 1 and done.stderr.startswith("fakegpt: error: FakeGptError: cannot listen on")
 
 
@@ -201,3 +203,9 @@ def test_interactive_chat_on_a_terminal(quit_with):
     lines = out.decode().splitlines()
     assert lines[0] == default_responder("first question")
     assert len(lines) == 2 and lines[1].startswith('Hello! You said "second one".')
+
+
+def test_no_stdin_at_all_is_a_usage_error():
+    done = subprocess.run(console_script() + ["chat", "--emulator"], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert done.returncode == 2 and "no prompt" in done.stderr
