@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import http.client
+import select
 import socket
 import threading
 from typing import Any, Callable, Iterator, List, Optional
@@ -27,6 +28,18 @@ __all__ = ["Reply", "Stream"]
 def _socket_of(raw: Any) -> Optional[socket.socket]:
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
     return getattr(connection, "sock", None)
+
+
+def _ready(sock: Optional[socket.socket]) -> bool:
+    """Whether a read of *sock* would return at once (False when unsure)."""
+    if sock is None:
+        return False
+    try:
+        if getattr(sock, "pending", None) is not None and sock.pending():  # TLS bytes already decrypted
+            return True
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed, or a descriptor select cannot take
+        return False
 
 
 def _read1_of(raw: Any) -> Callable[[int], bytes]:
@@ -56,9 +69,14 @@ class _Reader:
         self.response = response
         self.decoder = decoder
         self.aborted = False
+        #: Called before each read with a probe, ``data_ready() -> bool``
+        #: (whether the read would return at once); the asyncio bridge hands
+        #: its queued deltas to the loop when the read may wait.
+        self.on_wait: Optional[Callable[[Callable[[], bool]], None]] = None
         self._closed = False
         self._lock = threading.Lock()
         self._read1 = _read1_of(response.raw)
+        self._sock = _socket_of(response.raw)
 
     def deltas(self) -> Iterator[str]:
         """The reply text, delta by delta; closes the response when done."""
@@ -94,7 +112,12 @@ class _Reader:
         finally:
             self.close()
 
+    def _data_ready(self) -> bool:
+        return _ready(self._sock)
+
     def _read(self) -> bytes:
+        if self.on_wait is not None:
+            self.on_wait(self._data_ready)
         try:
             return self._read1(READ_SIZE)
         except Exception as error:
@@ -106,6 +129,8 @@ class _Reader:
         """After [DONE], read the end of a finished body that is already here, so
         the connection goes back to the pool; a server that holds the stream
         open costs at most DRAIN_GRACE, then the connection is dropped."""
+        if self.on_wait is not None:
+            self.on_wait(lambda: False)  # the reply is complete: hand everything over now
         raw = self.response.raw
         if raw.closed or (not getattr(raw, "chunked", False) and getattr(raw, "length_remaining", None) is None):
             return  # complete already, or close-delimited (never reusable)
@@ -198,6 +223,8 @@ class StreamState:
 
     def __init__(self) -> None:
         self.decoders: List[ReplyDecoder] = []
+        #: Given to every reader of this call (see :attr:`_Reader.on_wait`).
+        self.on_wait: Optional[Callable[[Callable[[], bool]], None]] = None
         self._reader: Optional[_Reader] = None
         self._abort_event = threading.Event()
         self._lock = threading.Lock()
@@ -219,6 +246,7 @@ class StreamState:
 
     def attach(self, reader: _Reader) -> None:
         """The client opened a response for this call."""
+        reader.on_wait = self.on_wait
         with self._lock:
             self._reader = reader
             if self.decoders and not self.decoders[-1].parts:
