@@ -9,6 +9,7 @@ import logging
 
 from ._stream import Reply, Stream
 from .client import Client
+from .provider import FakeGpt
 from .exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -29,6 +30,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "Client",
+    "FakeGpt",
     "FakeGptError",
     "IncompleteStreamError",
     "NoValidResponseError",

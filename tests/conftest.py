@@ -104,3 +104,25 @@ def debug_log(caplog):
 
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture(autouse=True)
+def fresh_provider_state():
+    """FakeGpt keeps its login on the class, like the original: reset it around every test."""
+    from fakegpt import provider
+
+    def reset():
+        fakegpt.FakeGpt.url = provider.DEFAULT_BASE_URL
+        fakegpt.FakeGpt._access_token = None
+        fakegpt.FakeGpt._cookie_jar = None
+        if "_told_token" in vars(fakegpt.FakeGpt):
+            del fakegpt.FakeGpt._told_token
+        with provider._registry_lock:
+            clients = list(provider._clients.values())
+            provider._clients.clear()
+        for client in clients:
+            client.close()
+
+    reset()
+    yield
+    reset()

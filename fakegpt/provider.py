@@ -1,0 +1,203 @@
+"""``FakeGpt``: the gpt4free/hypotez provider, a drop-in for the original class.
+
+Used without instances, like the original::
+
+    async for delta in FakeGpt.create_async_generator("gpt-3.5-turbo", messages):
+        print(delta, end="")
+
+    text = "".join(FakeGpt.create_completion("gpt-3.5-turbo", messages))   # no event loop involved
+
+**Threads.** ``create_completion`` is a plain generator over the blocking
+client: no event loop, so it works inside a running one (Jupyter, async
+apps) without ``nest_asyncio``. ``create_async_generator`` runs that same
+generator in a dedicated, bounded pool of reused worker threads
+(:data:`fakegpt._bridge.MAX_WORKERS`, 64) and hands deltas to the loop in
+batches; leaving the ``async for`` early, ``aclose()`` or cancelling the
+task aborts the stream at once, even a read blocked on the socket.
+
+**Shared state.** As in the original, the login is shared by every call in
+the process: after a call, :attr:`_access_token` holds the token and
+:attr:`_cookie_jar` the cookies; setting ``FakeGpt._access_token = None``
+forces a fresh login on the next call. Calls with the same ``url``, proxy
+and settings share one :class:`~fakegpt.Client`, and so one
+``requests.Session``. Sharing it between threads is safe: urllib3's
+connection pool and the cookie jar lock internally, each call builds its own
+request, and the client's token is obtained once under a lock (32
+concurrent cold calls log in once).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
+
+from ._bridge import Channel, executor, pump
+from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from ._stream import Stream
+from .client import Client
+
+__all__ = ["FakeGpt"]
+
+logger = logging.getLogger("fakegpt")
+
+Messages = List[Mapping[str, str]]
+_CLIENT_OPTIONS = ("timeout", "max_retries")
+_MAX_CLIENTS = 16
+_registry_lock = threading.Lock()
+
+
+class _ClassProperty:
+    def __init__(self, getter: Any) -> None:
+        self._getter = getter
+        self.__doc__ = getter.__doc__
+
+    def __get__(self, obj: Any, owner: Any) -> Any:
+        return self._getter(owner)
+
+
+class FakeGpt:
+    """The provider class: class attributes and classmethods, no instances."""
+
+    url: str = DEFAULT_BASE_URL
+    working: bool = True
+    supports_stream: bool = True
+    supports_gpt_35_turbo: bool = True
+    supports_gpt_4: bool = False
+    supports_message_history: bool = False
+    needs_auth: bool = False
+    #: The shared access token (a secret); ``None`` forces a login on the next call.
+    _access_token: Optional[str] = None
+    #: The cookies of the shared login (a ``requests`` cookie jar).
+    _cookie_jar: Any = None
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        """An async generator of the reply's text deltas.
+
+        Unknown keyword arguments (``stream=``, ...) are accepted and
+        ignored, as the original did; ``timeout`` and ``max_retries`` set
+        the client's.
+        """
+        stream = cls.create_completion(model, messages, proxy=proxy, **kwargs)
+        channel = Channel(asyncio.get_running_loop())
+        stream.hand_off_to(channel)
+        executor().submit(pump, stream, channel)
+        try:
+            while True:
+                batch, closed, error = await channel.get()
+                for delta in batch:
+                    yield delta
+                if error is not None:
+                    raise error
+                if closed:
+                    return
+        finally:
+            channel.abandoned = True
+            stream.abort()
+
+    @classmethod
+    def create_completion(
+        cls, model: str, messages: Messages, stream: bool = True, proxy: Optional[str] = None, **kwargs: Any
+    ) -> "_ProviderStream":
+        """A plain generator of text deltas from the blocking client (no event loop).
+
+        With ``stream=False`` it still yields deltas; gpt4free's driver joins them.
+        :raises TypeError, ValueError: bad input, at once, before any request.
+        """
+        options = {name: kwargs.pop(name) for name in _CLIENT_OPTIONS if name in kwargs}
+        if kwargs:
+            logger.debug("FakeGpt ignores the keyword arguments %s", sorted(kwargs))
+        client = cls._client(proxy, options)
+        return _ProviderStream(cls, client, client.stream(messages, model=model or None))
+
+    @classmethod
+    async def create_async(cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any) -> str:
+        """The whole reply, awaited."""
+        return "".join([delta async for delta in cls.create_async_generator(model, messages, proxy=proxy, **kwargs)])
+
+    @_ClassProperty
+    def params(cls) -> str:
+        """A one-line summary of the supported arguments."""
+        return (
+            f"fakegpt.{cls.__name__} supports: (model: str, messages: list[dict[str, str]], stream: bool = True, "
+            "proxy: str | None = None, timeout: float | tuple[float, float] = "
+            f"{DEFAULT_TIMEOUT}, max_retries: int = {DEFAULT_MAX_RETRIES})"
+        )
+
+    # -- shared state ----------------------------------------------------------
+    @classmethod
+    def _client(cls, proxy: Optional[str], options: Dict[str, Any]) -> Client:
+        """The client for this url, proxy and settings, with the class's login state."""
+        key = (cls, cls.url, proxy or None, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        with _registry_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = Client(cls.url, proxy=proxy, **options)
+                if cls._cookie_jar is not None:
+                    client._session.cookies.update(cls._cookie_jar)
+                _clients[key] = client
+                while len(_clients) > _MAX_CLIENTS:
+                    _clients.popitem(last=False)[1].close()
+            _clients.move_to_end(key)
+            told = cls.__dict__.get("_told_token")
+            if cls._access_token != told:  # changed from outside: None forces a login, a token is used
+                client.access_token = cls._access_token
+                cls._told_token = cls._access_token
+            elif client.access_token is None and cls._access_token is not None:
+                client.access_token = cls._access_token  # another client of the class logged in
+        return client
+
+    @classmethod
+    def _remember(cls, client: Client) -> None:
+        with _registry_lock:
+            token = client.access_token
+            if token is not None and token != cls._access_token:
+                cls._access_token = cls._told_token = token
+            cls._cookie_jar = client._session.cookies
+
+
+_clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
+
+
+class _ProviderStream(collections.abc.Generator):
+    """A client stream (a generator of deltas) that records the class's login
+    state as soon as it is known: at the first delta, or when the call ends."""
+
+    def __init__(self, provider: type, client: Client, stream: Stream) -> None:
+        self._provider, self._client, self._stream = provider, client, stream
+        self._recorded = False
+
+    def send(self, value: Any) -> str:
+        try:
+            delta = self._stream.send(value)
+        except BaseException:
+            self._record()
+            raise
+        if not self._recorded:
+            self._record()
+        return delta
+
+    def throw(self, *args: Any) -> str:  # type: ignore[override]
+        return self._stream.throw(*args)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._record()
+
+    def abort(self) -> None:
+        """Interrupt the stream from another thread (see :meth:`fakegpt.Stream.abort`)."""
+        self._stream.abort()
+
+    def hand_off_to(self, channel: Channel) -> None:
+        """Batch deltas into *channel*, flushing it whenever the stream waits for the network."""
+        channel.batching = True
+        self._stream._state.on_wait = channel.flush
+
+    def _record(self) -> None:
+        self._recorded = True
+        self._provider._remember(self._client)  # type: ignore[attr-defined]

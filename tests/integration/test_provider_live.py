@@ -1,0 +1,315 @@
+"""FakeGpt over loopback: gpt4free's driver, real event loops, concurrency, cancellation."""
+import asyncio
+import inspect
+import logging
+import subprocess
+import sys
+import threading
+import time
+
+import g4f
+import pytest
+
+import fakegpt
+from fakegpt import FakeGpt, _bridge
+from fakegpt import provider as provider_module
+from fakegpt.emulator import Emulator, default_responder
+
+g4f.debug.version_check = False  # it would ask PyPI for its latest version
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+def emulator(fakegpt_emulator):
+    FakeGpt.url = fakegpt_emulator.url
+    return fakegpt_emulator
+
+
+async def collect(agen):
+    return [delta async for delta in agen]
+
+
+@pytest.fixture
+def pump_finished(monkeypatch):
+    """An Event per pumped stream, set when its worker thread is done with it."""
+    events = []
+    real_pump = _bridge.pump
+
+    def pump(stream, channel):
+        done = threading.Event()
+        events.append(done)
+        try:
+            real_pump(stream, channel)
+        finally:
+            done.set()
+
+    monkeypatch.setattr(provider_module, "pump", pump)
+    return events
+
+
+# -- gpt4free's own driver -------------------------------------------------------------
+@pytest.mark.parametrize("stream", [False, True])
+def test_works_in_g4f_chat_completion_create(emulator, stream):
+    result = g4f.ChatCompletion.create(model="gpt-3.5-turbo", messages=HI, provider=fakegpt.FakeGpt, stream=stream)
+    assert (result if not stream else "".join(result)) == default_responder("Hi")
+
+
+def test_works_in_g4f_chat_completion_create_async(emulator):
+    text = asyncio.run(g4f.ChatCompletion.create_async(model="gpt-3.5-turbo", messages=HI, provider=FakeGpt))
+    assert text == default_responder("Hi")
+
+
+# -- the three ways in ------------------------------------------------------------------
+def test_create_async_generator_yields_str_deltas(emulator):
+    agen = FakeGpt.create_async_generator("gpt-3.5-turbo", HI, stream=True, anything="ignored")
+    assert inspect.isasyncgen(agen)
+    deltas = asyncio.run(collect(agen))
+    assert "".join(deltas) == default_responder("Hi") and all(isinstance(d, str) and d for d in deltas)
+
+
+def test_create_async(emulator):
+    assert asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI)) == default_responder("Hi")
+
+
+def test_create_completion_inside_a_running_event_loop(emulator):
+    async def in_the_loop():
+        return "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))  # no nest_asyncio, no new loop
+
+    assert asyncio.run(in_the_loop()) == default_responder("Hi")
+
+
+def test_errors_arrive_with_their_type_and_partial_text(emulator):
+    emulator.stream_fault("truncate", after_words=3)
+    received = []
+
+    async def run():
+        async for delta in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
+            received.append(delta)
+
+    with pytest.raises(fakegpt.IncompleteStreamError) as info:
+        asyncio.run(run())
+    assert len(received) == 3 and info.value.partial_text == "".join(received)
+
+
+def test_bad_input_raises_on_first_iteration_before_any_request(emulator):
+    with pytest.raises(TypeError):
+        asyncio.run(collect(FakeGpt.create_async_generator("gpt-3.5-turbo", "hi")))
+    assert emulator.counts["requests"] == 0
+
+
+# -- shared login state --------------------------------------------------------------------
+def test_login_state_lives_on_the_class(emulator):
+    assert "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
+    token = FakeGpt._access_token
+    assert token and token.startswith("emu-") and FakeGpt._cookie_jar.get("credential")
+    asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI))
+    assert FakeGpt._access_token == token and emulator.counts["logins"] == 1
+    FakeGpt._access_token = None  # forces a fresh login
+    "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
+    assert emulator.counts["logins"] == 2 and FakeGpt._access_token not in (None, token)
+
+
+def test_a_token_set_on_the_class_is_used_and_replaced_when_rejected(emulator):
+    FakeGpt._access_token = "emu-not-a-real-token"
+    assert "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI)) == default_responder("Hi")
+    first = emulator.requests[0]
+    assert first.path == "/api/conversation" and first.headers["X-Authorization"] == "Bearer emu-not-a-real-token"
+    assert FakeGpt._access_token.startswith("emu-") and FakeGpt._access_token != "emu-not-a-real-token"
+
+
+def test_state_is_recorded_even_when_the_caller_stops_early(emulator):
+    stream = FakeGpt.create_completion("gpt-3.5-turbo", HI)
+    next(stream)
+    del stream
+    assert FakeGpt._access_token is not None
+
+
+def test_reassigning_url_redirects_later_calls():
+    with Emulator(responder=lambda p: "from one") as one, Emulator(responder=lambda p: "from two") as two:
+        FakeGpt.url = one.url
+        assert "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI)) == "from one"
+        FakeGpt.url = two.url
+        assert asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI)) == "from two"
+        assert one.counts["streams"] == 1 and two.counts["streams"] == 1
+
+
+def test_proxy_carries_every_request_of_the_call(fakegpt_emulator):
+    # The emulator serves absolute-URI (proxy) requests too, so it can stand in for the proxy.
+    FakeGpt.url = "http://chat.invalid"
+    text = asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI, proxy=fakegpt_emulator.url))
+    assert text == default_responder("Hi")
+    paths = [r.path for r in fakegpt_emulator.requests]
+    assert len(paths) == 4 and all(p.startswith("http://chat.invalid/") for p in paths)
+
+
+# -- concurrency -----------------------------------------------------------------------------
+def test_32_concurrent_cold_calls_log_in_once_and_get_their_own_text(emulator):
+    async def main():
+        calls = [collect(FakeGpt.create_async_generator("gpt-3.5-turbo", [{"role": "user", "content": f"q{i}"}]))
+                 for i in range(32)]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(main())
+    assert ["".join(r) for r in results] == [default_responder(f"q{i}") for i in range(32)]
+    assert emulator.counts["logins"] == 1 and emulator.counts["streams"] == 32
+
+
+@pytest.fixture
+def emulator_process():
+    """The emulator in its own process (fakegpt serve), so it does not share the client's GIL."""
+    with subprocess.Popen([sys.executable, "-m", "fakegpt", "serve", "--port", "0", "--delay", "0.03"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True) as process:
+        try:
+            yield process.stdout.readline().strip()
+        finally:
+            process.terminate()
+
+
+def test_32_concurrent_slow_streams_take_about_as_long_as_one(emulator_process):
+    FakeGpt.url = emulator_process
+
+    async def one(i=0):
+        return "".join(await collect(FakeGpt.create_async_generator("gpt-3.5-turbo", [
+            {"role": "user", "content": f"q{i}"}])))
+
+    async def many():
+        return await asyncio.gather(*(one(i) for i in range(32)))
+
+    asyncio.run(one())  # log in
+    started = time.monotonic()
+    asyncio.run(one())
+    single = time.monotonic() - started
+    started = time.monotonic()
+    texts = asyncio.run(many())
+    together = time.monotonic() - started
+    assert texts == [default_responder(f"q{i}") for i in range(32)]
+    # ~40 words 30 ms apart: about 1.2 s each. asyncio's default pool (cores + 4
+    # threads) would run them in several rounds: 5 s or more here.
+    assert together < 1.5 * single, (single, together)
+
+
+def test_worker_threads_are_bounded_and_reused(emulator, monkeypatch):
+    monkeypatch.setattr(_bridge, "_executor", None)  # a fresh pool for this test
+    served = set()
+    real_pump = _bridge.pump
+
+    def pump(stream, channel):
+        served.add(threading.current_thread())
+        real_pump(stream, channel)
+
+    monkeypatch.setattr(provider_module, "pump", pump)
+
+    async def batch():
+        await asyncio.gather(*(FakeGpt.create_async("gpt-3.5-turbo", HI) for _ in range(8)))
+
+    try:
+        for _ in range(5):
+            asyncio.run(batch())
+        assert all(t.name.startswith("fakegpt-worker") for t in served)
+        # 40 calls, 8 at a time: without reuse that would be 40 threads.
+        assert 8 <= len(served) <= 16
+    finally:
+        _bridge.executor().shutdown(wait=True)
+
+
+def test_the_pool_has_a_bound():
+    assert _bridge.executor()._max_workers == _bridge.MAX_WORKERS == 64
+
+
+def test_calls_from_many_threads_share_one_login(emulator):
+    barrier = threading.Barrier(8)
+    texts, errors = {}, []
+
+    def call(i):
+        barrier.wait()
+        try:
+            texts[i] = "".join(FakeGpt.create_completion("gpt-3.5-turbo", [{"role": "user", "content": f"t{i}"}]))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == [] and texts == {i: default_responder(f"t{i}") for i in range(8)}
+    assert emulator.counts["logins"] == 1
+
+
+# -- cancellation ----------------------------------------------------------------------------
+@pytest.fixture
+def slow(caplog):
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with Emulator(delay=0.05, responder=lambda p: "ok") as emulator:
+        FakeGpt.url = emulator.url
+        asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI))  # log in first
+        emulator.responder = default_responder  # a reply of about 40 words: 2 s at this delay
+        yield emulator
+    problems = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert problems == []  # no "Task was destroyed but it is pending", no "ignored GeneratorExit"
+
+
+def assert_hung_up(emulator, pump_finished, since):
+    assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+    assert time.monotonic() - since < 1.0
+    assert pump_finished[-1].wait(1.0)  # the worker thread is free again
+
+
+def test_break_out_of_async_for_hangs_up(slow, pump_finished):
+    async def main():
+        async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
+            break
+        return time.monotonic()
+
+    assert_hung_up(slow, pump_finished, asyncio.run(main()))
+
+
+def test_aclose_hangs_up(slow, pump_finished):
+    async def main():
+        agen = FakeGpt.create_async_generator("gpt-3.5-turbo", HI)
+        await agen.__anext__()
+        await agen.aclose()
+        return time.monotonic()
+
+    assert_hung_up(slow, pump_finished, asyncio.run(main()))
+
+
+def test_cancelling_the_task_hangs_up(slow, pump_finished):
+    async def consume(started):
+        async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
+            started.set()
+
+    async def main():
+        started = asyncio.Event()
+        task = asyncio.create_task(consume(started))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    assert_hung_up(slow, pump_finished, asyncio.run(main()))
+
+
+def test_cancelling_during_a_stall_frees_the_blocked_thread(slow, pump_finished):
+    slow.stream_fault("stall", after_words=2)
+
+    async def main():
+        received = []
+
+        async def consume():
+            async for delta in FakeGpt.create_async_generator("gpt-3.5-turbo", HI, timeout=(5, 60)):
+                received.append(delta)
+
+        task = asyncio.create_task(consume())
+        while len(received) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    # The worker was blocked reading a silent socket (read timeout 60 s): it is freed at once.
+    assert_hung_up(slow, pump_finished, asyncio.run(main()))
