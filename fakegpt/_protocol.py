@@ -138,6 +138,7 @@ class ReplyDecoder:
         self._op: Optional[str] = None  # format B: the sticky op and path
         self._path: Optional[str] = None
         self._fast: Optional[Dict[str, Any]] = None  # the doc whose text a sticky append extends
+        self._fast_parts: List[Any] = []  # ... and its content.parts
 
     @property
     def text(self) -> str:
@@ -146,13 +147,17 @@ class ReplyDecoder:
 
     def feed(self, event: str, data: bytes) -> str:
         """Decode one event; return the reply text it adds."""
-        if len(data) < 16 and data.strip() == b"[DONE]":
-            self.done = True
-            return ""
-        if event == "ping" or not data.strip():
+        if data[:1] != b"{":  # not an object: [DONE], nothing, or a value to skip
+            stripped = data.strip()
+            if stripped == b"[DONE]":
+                self.done = True
+                return ""
+            if not stripped or event == "ping":
+                return ""
+        elif event == "ping":
             return ""
         try:
-            obj = json.loads(data)
+            obj = json.loads(data.decode("utf-8"))  # (json's own bytes detection is slower)
         except ValueError as err:  # includes UnicodeDecodeError
             if event == "error":
                 raise StreamError(f"the server reported an error in the stream: {_error_text(_text(data))}") from None
@@ -222,10 +227,16 @@ class ReplyDecoder:
 
     # -- format B --------------------------------------------------------
     def _append_fast(self, value: str) -> str:
-        doc = self._fast
-        parts = doc["message"]["content"]["parts"]  # type: ignore[index]
-        parts[0] += value
-        return self._on_message(doc["message"])  # type: ignore[index]
+        """A bare ``{"v": "text"}`` extending the assistant message: the commonest event of format B."""
+        parts = self._fast_parts
+        text = parts[0] = parts[0] + value
+        delivered = self._delivered.get(self.message_id, 0)
+        if len(text) <= delivered:
+            return ""
+        self._delivered[self.message_id] = len(text)
+        delta = value if delivered == len(text) - len(value) else text[delivered:]
+        self.parts.append(delta)
+        return delta
 
     def _op_event(self, obj: Mapping[str, Any]) -> str:
         if "c" in obj:
@@ -260,7 +271,9 @@ class ReplyDecoder:
         if not isinstance(message, dict):
             return ""
         delta = self._on_message(message)
-        self._fast = doc if (op == "append" and path == _TEXT_PATH and self.message_id == message.get("id")) else None
+        self._fast = None
+        if op == "append" and path == _TEXT_PATH and self.message_id == message.get("id") and delta:
+            self._fast, self._fast_parts = doc, message["content"]["parts"]
         return delta
 
 

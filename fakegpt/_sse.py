@@ -21,6 +21,8 @@ Event = Tuple[str, bytes]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
+_EVENT_NAMES = {b"delta": "delta", b"ping": "ping", b"delta_encoding": "delta_encoding", b"error": "error"}
+_SPACE = b" \t\x0b\x0c"  # (b"" is "in" it too: an empty value is harmless to strip)
 _OTHER_FIELDS = (b"id", b"retry", b"event", b"data")
 
 
@@ -68,25 +70,48 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        if not chunk:
-            return []
         if b"\r" in chunk:
-            lines = _LINE_BREAK.split(chunk)
             # A trailing \r ends its line now (no waiting for the next read to
             # learn whether \n follows); remember to swallow that \n.
             self._skip_lf = chunk[-1:] == b"\r"
-        else:
-            lines = chunk.split(b"\n")
-        rest = lines.pop()
-        if lines and self._partial:
-            self._partial.append(lines[0])
-            lines[0] = b"".join(self._partial)
-            self._partial = []
-        if rest:
-            self._partial.append(rest)
+            chunk = _LINE_BREAK.sub(b"\n", chunk)
         events: List[Event] = []
-        for line in lines:
+        find, startswith = chunk.find, chunk.startswith
+        start = 0
+        if self._partial:
+            end = find(b"\n")
+            if end < 0:
+                self._partial.append(chunk)
+                return events
+            self._partial.append(chunk[:end])
+            line = b"".join(self._partial)
+            self._partial = []
             self._line(line, events)
+            start = end + 1
+        data = self._data
+        # The hot loop: find() is memchr-fast, and a data line's payload is
+        # sliced straight out of the chunk: one copy, no intermediate line.
+        while True:
+            end = find(b"\n", start)
+            if end < 0:
+                break
+            if startswith(b"data:", start):
+                value = chunk[start + 6 if chunk[start + 5] == 32 else start + 5:end]
+                data.append(value.rstrip() if value[-1:] in _SPACE else value)
+            elif end == start:
+                if data:
+                    events.append((self._event or "message", data[0] if len(data) == 1 else b"\n".join(data)))
+                    self._data = data = []
+                self._event = None
+            elif startswith(b"event:", start):
+                name = chunk[start + 6:end].strip()
+                self._event = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or None
+            else:
+                self._line(chunk[start:end], events)
+                data = self._data
+            start = end + 1
+        if start < len(chunk):
+            self._partial.append(chunk[start:])
         return events
 
     def close(self) -> List[Event]:
@@ -101,8 +126,8 @@ class SSEDecoder:
 
     def _line(self, line: bytes, events: List[Event]) -> None:
         if line[:5] == b"data:":
-            value = line[5:].rstrip()
-            self._data.append(value[1:] if value[:1] == b" " else value)
+            value = line[6:] if line[5:6] == b" " else line[5:]
+            self._data.append(value.rstrip() if value[-1:] in _SPACE else value)
             return
         line = line.rstrip()
         if not line:
@@ -112,7 +137,8 @@ class SSEDecoder:
                 self._data = []
             self._event = None
         elif line[:6] == b"event:":
-            self._event = line[6:].strip().decode("utf-8", "replace") or None
+            name = line[6:].strip()
+            self._event = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or None
         elif self.stray is None and line[:1] != b":" and line.split(b":", 1)[0] not in _OTHER_FIELDS:
             self.stray = line[:200]
         # Anything else is a comment (":"), or a field we do not use (id, retry).

@@ -8,6 +8,7 @@ which delays every event on bodies that are not chunk-encoded (PROTOCOL §5).
 from __future__ import annotations
 
 import collections.abc
+import functools
 import http.client
 import select
 import socket
@@ -75,8 +76,17 @@ class _Reader:
         self.on_wait: Optional[Callable[[Callable[[], bool]], None]] = None
         self._closed = False
         self._lock = threading.Lock()
-        self._read1 = _read1_of(response.raw)
-        self._sock = _socket_of(response.raw)
+        raw = response.raw
+        self._sock = _socket_of(raw)
+        # A chunked body is read an HTTP chunk at a time (one urllib3 generator
+        # for the whole body: no per-read setup); anything else with read1.
+        self._chunks: Optional[Iterator[bytes]] = None
+        if getattr(raw, "chunked", False) and raw.supports_chunked_reads():
+            self._chunks = raw.read_chunked(decode_content=True)
+            #: The next piece of the body; b"" (or None) at its end.
+            self._read_raw: Callable[[], Optional[bytes]] = functools.partial(next, self._chunks, b"")
+        else:
+            self._read_raw = functools.partial(_read1_of(raw), READ_SIZE)
 
     def deltas(self) -> Iterator[str]:
         """The reply text, delta by delta; closes the response when done."""
@@ -115,11 +125,11 @@ class _Reader:
     def _data_ready(self) -> bool:
         return _ready(self._sock)
 
-    def _read(self) -> bytes:
+    def _read(self) -> Optional[bytes]:
         if self.on_wait is not None:
             self.on_wait(self._data_ready)
         try:
-            return self._read1(READ_SIZE)
+            return self._read_raw()
         except Exception as error:
             if self.aborted:
                 return b""
@@ -142,7 +152,7 @@ class _Reader:
             sock.settimeout(DRAIN_GRACE)
             left = DRAIN_LIMIT
             while left > 0 and not raw.closed:
-                data = self._read1(READ_SIZE)
+                data = self._read_raw()
                 if not data:
                     break
                 left -= len(data)
@@ -166,6 +176,8 @@ class _Reader:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                if self._chunks is not None:
+                    self._chunks.close()  # type: ignore[attr-defined]  # a generator
                 self.response.close()
 
 
