@@ -133,7 +133,7 @@ class SharedTokenLogin:
             raise _DeadToken(token_id, f"session refused (HTTP {response.status_code})")
         try:
             data = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _DeadToken(token_id, "the session answer is not JSON") from None
         token = data.get("accessToken") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
@@ -173,7 +173,7 @@ def _cookie_header(jar: Any, request: urllib.request.Request) -> Optional[str]:
 def _json(response: requests.Response, what: str) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         detail = detail_from_body(response.content, response.headers.get("Content-Type", ""))
         raise APIStatusError(
             f"{what} answered HTTP {response.status_code} with a body that is not JSON: {detail or 'empty'}",

@@ -73,14 +73,18 @@ def conversation_body(
     conversation_id: Optional[str] = None,
     parent_message_id: Optional[str] = None,
     message_id: Optional[str] = None,
+    keep_history: Optional[bool] = None,
 ) -> Dict[str, Any]:
     """The JSON body of ``POST /api/conversation``.
 
     A one-shot call (no *conversation_id*) sends a fresh random parent id and
     disables history, like the original; a call inside a conversation sends
-    the server's ids and keeps history. ``action="continue"`` carries no
-    message (*prompt* is ``None``).
+    the server's ids and keeps history (*keep_history* says so for the first
+    turn of a new conversation). ``action="continue"`` carries no message
+    (*prompt* is ``None``).
     """
+    if keep_history is None:
+        keep_history = conversation_id is not None or action != "next"
     body: Dict[str, Any] = {"action": action}
     if prompt is not None:
         body["messages"] = [
@@ -99,7 +103,7 @@ def conversation_body(
         plugin_ids=[],
         timezone_offset_min=-120,
         suggestions=[],
-        history_and_training_disabled=conversation_id is None and action == "next",
+        history_and_training_disabled=not keep_history,
         arkose_token="",
         force_paragen=False,
     )
@@ -158,7 +162,7 @@ class ReplyDecoder:
             return ""
         try:
             obj = json.loads(data.decode("utf-8"))  # (json's own bytes detection is slower)
-        except ValueError as err:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError) as err:  # ValueError includes UnicodeDecodeError
             if event == "error":
                 raise StreamError(f"the server reported an error in the stream: {_error_text(_text(data))}") from None
             raise StreamError(f"unreadable event in the stream: {one_line(_text(data), 80)}") from err
@@ -171,23 +175,27 @@ class ReplyDecoder:
             value = obj.get("v")
             if type(value) is str:
                 return self._append_fast(value)
-        if "message" in obj:
-            if event != "delta":
-                return self._on_envelope(obj)  # format A
-            return self._op_event({"p": "", "o": "add", "v": obj})
-        if "v" in obj or "o" in obj:
-            return self._op_event(obj)
+        try:
+            if "message" in obj:
+                if event != "delta":
+                    return self._on_envelope(obj)  # format A
+                return self._op_event({"p": "", "o": "add", "v": obj})
+            if "v" in obj or "o" in obj:
+                return self._op_event(obj)
+        except (KeyError, IndexError, TypeError, AttributeError, RecursionError) as err:
+            # A shape no rule here foresaw: still a fakegpt error, with its cause.
+            raise StreamError(f"malformed event in the stream: {one_line(_text(data), 80)}") from err
         if obj.get("type") == "message_stream_complete":
             self.finished = True
         elif obj.get("error"):
             raise StreamError(f"the server reported an error in the stream: {_error_text(obj['error'])}")
-        if obj.get("conversation_id"):
+        if isinstance(obj.get("conversation_id"), str):
             self.conversation_id = obj["conversation_id"]
         return ""  # moderation, title_generation and other side events
 
     # -- format A --------------------------------------------------------
     def _on_envelope(self, envelope: Mapping[str, Any]) -> str:
-        if envelope.get("conversation_id"):
+        if isinstance(envelope.get("conversation_id"), str):
             self.conversation_id = envelope["conversation_id"]
         message = envelope.get("message")
         if envelope.get("error") and not isinstance(message, dict):
@@ -202,19 +210,22 @@ class ReplyDecoder:
         if message.get("recipient", "all") not in ("all", None):
             return ""  # a tool call, not reply text
         message_id = message.get("id")
+        if type(message_id) not in (str, int):
+            message_id = None  # (it keys a dict: an odd id must not break that)
         self.message_id = message_id
         metadata = message.get("metadata")
         if isinstance(metadata, dict):
-            self.model = metadata.get("model_slug") or self.model
+            if isinstance(metadata.get("model_slug"), str):
+                self.model = metadata["model_slug"]
             details = metadata.get("finish_details")
-            if isinstance(details, dict) and details.get("type"):
+            if isinstance(details, dict) and isinstance(details.get("type"), str):
                 self.finish_reason = details["type"]
                 self.finished = True
         if message.get("status") == "finished_successfully" or message.get("end_turn") is True:
             self.finished = True
         content = message.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
-        if not parts or type(parts[0]) is not str:
+        if not isinstance(parts, list) or not parts or type(parts[0]) is not str:
             return ""
         text = parts[0]
         delivered = self._delivered.get(message_id, 0)
@@ -239,7 +250,7 @@ class ReplyDecoder:
         return delta
 
     def _op_event(self, obj: Mapping[str, Any]) -> str:
-        if "c" in obj:
+        if type(obj.get("c")) in (str, int):
             self._channel = obj["c"]
         if "o" not in obj and "p" not in obj and isinstance(obj.get("v"), dict) and "message" in obj["v"]:
             op, path = "add", ""  # a whole new document, op omitted
@@ -265,7 +276,7 @@ class ReplyDecoder:
                         _apply(doc, item.get("p", ""), item.get("o", "replace"), item.get("v"))
             else:
                 _apply(doc, path, op, value)
-        if doc.get("conversation_id"):
+        if isinstance(doc.get("conversation_id"), str):
             self.conversation_id = doc["conversation_id"]
         message = doc.get("message")
         if not isinstance(message, dict):
@@ -292,6 +303,8 @@ def _pointer(path: str) -> List[str]:
 
 def _apply(doc: Dict[str, Any], path: str, op: Optional[str], value: Any) -> None:
     """Apply one delta op to *doc*; ops that do not fit the document are ignored."""
+    if not isinstance(path, str):
+        return
     keys = _pointer(path)
     if not keys:
         return

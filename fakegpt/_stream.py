@@ -235,6 +235,8 @@ class StreamState:
 
     def __init__(self) -> None:
         self.decoders: List[ReplyDecoder] = []
+        #: The decoder of the response opened last (``None`` until one opens).
+        self.current: Optional[ReplyDecoder] = None
         #: Given to every reader of this call (see :attr:`_Reader.on_wait`).
         self.on_wait: Optional[Callable[[Callable[[], bool]], None]] = None
         self._reader: Optional[_Reader] = None
@@ -261,6 +263,7 @@ class StreamState:
         reader.on_wait = self.on_wait
         with self._lock:
             self._reader = reader
+            self.current = reader.decoder
             if self.decoders and not self.decoders[-1].parts:
                 self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
             else:
@@ -291,8 +294,14 @@ class Stream(collections.abc.Generator):
     and :attr:`finish_reason` describe the reply so far (``None`` until known).
     """
 
-    def __init__(self, generate: Callable[[StreamState], Iterator[str]]) -> None:
+    def __init__(
+        self,
+        generate: Callable[[StreamState], Iterator[str]],
+        scrub: Callable[[FakeGptError], Any] = lambda error: error,
+    ) -> None:
+        """:param scrub: removes secrets from every error before it leaves the stream."""
         self._state = StreamState()
+        self._scrub = scrub
         self._gen = generate(self._state)
 
     # -- the generator protocol ------------------------------------------
@@ -305,6 +314,7 @@ class Stream(collections.abc.Generator):
         except FakeGptError as error:
             if not error.partial_text:
                 error.partial_text = self.text
+            self._scrub(error)  # whatever the server echoed, the token does not leave
             raise
 
     def throw(self, *args: Any) -> str:  # type: ignore[override]

@@ -121,7 +121,7 @@ class Client:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         body = conversation_body(prompt, web_model(model))
-        return Stream(lambda state: self._generate(state, body))
+        return Stream(lambda state: self._generate(state, body), self._scrub)
 
     def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
         """The whole reply to *messages*: a :class:`Reply`, which is the text
@@ -158,15 +158,19 @@ class Client:
         return f"<fakegpt.Client {self.base_url!r} {state}>"
 
     # -- the conversation call ---------------------------------------------
-    def _generate(self, state: StreamState, body: Mapping[str, Any]) -> Iterator[str]:
-        opened = self._open(state, body)
+    def _generate(
+        self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
+        require_text: bool = True,
+    ) -> Iterator[str]:
+        """One conversation call's deltas (*resume*: text of a message already delivered)."""
+        opened = self._open(state, body, resume)
         if opened is None:
             return
         reader, deltas, first = opened
         if first is not None:
             yield first
             yield from deltas
-        if not reader.decoder.parts and not state.aborted:
+        if require_text and not reader.decoder.parts and not state.aborted:
             raise NoValidResponseError("no valid response: the stream completed without any assistant text")
 
     def _open(self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None) -> Any:

@@ -147,9 +147,10 @@ class FakeGpt:
             told = cls.__dict__.get("_told_token")
             if cls._access_token != told:  # changed from outside: None forces a login, a token is used
                 client.access_token = cls._access_token
-                cls._told_token = cls._access_token
-            elif client.access_token is None and cls._access_token is not None:
-                client.access_token = cls._access_token  # another client of the class logged in
+                cls._told_token, cls._token_url = cls._access_token, client.base_url
+            elif (client.access_token is None and cls._access_token is not None
+                  and cls.__dict__.get("_token_url") == client.base_url):
+                client.access_token = cls._access_token  # another client of the class logged in there
         return client
 
     @classmethod
@@ -158,6 +159,7 @@ class FakeGpt:
             token = client.access_token
             if token is not None and token != cls._access_token:
                 cls._access_token = cls._told_token = token
+                cls._token_url = client.base_url
             cls._cookie_jar = client._session.cookies
 
 

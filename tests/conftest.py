@@ -115,8 +115,9 @@ def fresh_provider_state():
         fakegpt.FakeGpt.url = provider.DEFAULT_BASE_URL
         fakegpt.FakeGpt._access_token = None
         fakegpt.FakeGpt._cookie_jar = None
-        if "_told_token" in vars(fakegpt.FakeGpt):
-            del fakegpt.FakeGpt._told_token
+        for name in ("_told_token", "_token_url"):
+            if name in vars(fakegpt.FakeGpt):
+                delattr(fakegpt.FakeGpt, name)
         with provider._registry_lock:
             clients = list(provider._clients.values())
             provider._clients.clear()

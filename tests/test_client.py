@@ -361,3 +361,21 @@ def test_a_body_that_is_not_sse_says_what_it_was(server, client):
     server.conversation(body=b'{"detail": "upstream said no"}\n')
     with pytest.raises(fakegpt.IncompleteStreamError, match='not an event stream: {"detail": "upstream said no"}'):
         client.complete(MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "body, content_type, error",
+    [
+        (json.dumps({"detail": f"no access for {ACCESS}"}), "application/json", fakegpt.StreamError),
+        (sse({"message": None, "conversation_id": "c", "error": f"token {ACCESS} expired"}), "text/event-stream",
+         fakegpt.StreamError),
+        (f"token={ACCESS}\n", "text/event-stream", fakegpt.IncompleteStreamError),
+        (sse(b"data: {" + ACCESS.encode() + b"\n\n"), "text/event-stream", fakegpt.StreamError),
+    ],
+)
+def test_a_token_echoed_in_a_2xx_body_is_redacted(server, client, body, content_type, error):
+    server.logged_in()
+    server.conversation(body=body, content_type=content_type)
+    with pytest.raises(error) as info:
+        client.complete(MESSAGES)
+    assert ACCESS not in str(info.value) and "***" in str(info.value)

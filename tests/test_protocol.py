@@ -281,3 +281,37 @@ def test_emulator_frames_decode_to_the_reply(fmt, text):
     assert "".join(deltas) == text and all(deltas)
     assert decoder.done and decoder.finished and decoder.conversation_id == "c9"
     assert decoder.finish_reason == "stop" and decoder.model == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": {"a": 1}}}},
+        {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": 5}}},
+        {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": []}}},
+        {"message": {"id": ["x"], "author": {"role": "assistant"}, "content": {"parts": ["hi"]}}},
+        {"message": {"id": "m", "author": "assistant", "content": "hi", "metadata": [1]}},
+        {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": ["a"]}, "metadata": {
+            "finish_details": "stop"}}},
+        {"p": "", "o": "add", "v": {"message": {"id": "m", "author": {"role": "assistant"},
+                                                "content": {"parts": ["a"]}}}, "c": []},
+        {"p": 5, "o": "append", "v": "x"},
+        {"p": "/message/content/parts/0", "o": ["append"], "v": "x"},
+        {"o": "patch", "v": [{"p": "/a/~/b", "o": "append", "v": 1}, "junk", {"p": None}]},
+    ],
+)
+def test_malformed_events_never_raise_anything_but_stream_error(event):
+    decoder = ReplyDecoder()
+    data = json.dumps(event).encode()
+    try:
+        decoder.feed("delta" if "p" in event or "o" in event else "message", data)
+    except StreamError:
+        pass
+    # Whatever was decoded, the decoder is still usable.
+    decoder.feed("message", b"[DONE]")
+    assert decoder.done
+
+
+def test_deeply_nested_json_is_a_stream_error():
+    with pytest.raises(StreamError, match="unreadable event"):
+        ReplyDecoder().feed("message", b"[" * 100000 + b"]" * 100000)

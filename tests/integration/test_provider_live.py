@@ -313,3 +313,12 @@ def test_cancelling_during_a_stall_frees_the_blocked_thread(slow, pump_finished)
 
     # The worker was blocked reading a silent socket (read timeout 60 s): it is freed at once.
     assert_hung_up(slow, pump_finished, asyncio.run(main()))
+
+
+def test_a_token_from_one_server_is_not_offered_to_another():
+    with Emulator() as one, Emulator() as two:
+        FakeGpt.url = one.url
+        "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
+        FakeGpt.url = two.url
+        "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
+        assert two.counts["conversations"] == 1 and two.counts["logins"] == 1  # no 401 round trip first
