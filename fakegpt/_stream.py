@@ -13,12 +13,13 @@ import http.client
 import select
 import socket
 import threading
-from typing import Any, Callable, Iterator, List, Optional
+import time
+from typing import Any, Callable, Generator, Iterator, List, Optional
 
 import requests
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
-from ._constants import DRAIN_GRACE, DRAIN_LIMIT, READ_SIZE
+from ._constants import DRAIN_GRACE, READ_SIZE
 from ._protocol import ReplyDecoder
 from ._sse import SSEDecoder
 from .exceptions import APITimeoutError, FakeGptError, IncompleteStreamError, StreamError, one_line
@@ -29,6 +30,16 @@ __all__ = ["Reply", "Stream"]
 def _socket_of(raw: Any) -> Optional[socket.socket]:
     connection = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
     return getattr(connection, "sock", None)
+
+
+def _hang_up(connection: Any) -> None:
+    """Shut a connection's socket down: a thread blocked reading it returns, the server sees FIN."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def _ready(sock: Optional[socket.socket]) -> bool:
@@ -78,33 +89,65 @@ class _Reader:
         self._lock = threading.Lock()
         raw = response.raw
         self._sock = _socket_of(raw)
-        # A chunked body is read an HTTP chunk at a time (one urllib3 generator
-        # for the whole body: no per-read setup); anything else with read1.
-        self._chunks: Optional[Iterator[bytes]] = None
-        if getattr(raw, "chunked", False) and raw.supports_chunked_reads():
-            self._chunks = raw.read_chunked(decode_content=True)
+        fp = getattr(raw, "_fp", None)
+        encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if isinstance(fp, http.client.HTTPResponse) and not encoded:
+            # http.client's own read1 undoes the chunking and returns whatever
+            # part of a chunk has arrived (an event is never held back until
+            # its chunk completes, nor lost with it); calling it directly skips
+            # urllib3's per-read wrapper, which cost as much as decoding.
+            self._http: Optional[http.client.HTTPResponse] = fp
             #: The next piece of the body; b"" (or None) at its end.
-            self._read_raw: Callable[[], Optional[bytes]] = functools.partial(next, self._chunks, b"")
-        else:
+            self._read_raw: Callable[[], Optional[bytes]] = functools.partial(fp.read1, READ_SIZE)
+        else:  # compressed, or not over http.client (urllib3 1.26 falls back to http.client)
+            self._http = None
             self._read_raw = functools.partial(_read1_of(raw), READ_SIZE)
+
+    def _watch_socket_reads(self) -> bool:
+        """Call :attr:`on_wait` only when a read reaches the socket (http.client's
+        buffer is empty), not on every read. The response's SocketIO is its own
+        (``sock.makefile`` per response), so the watch ends with the response."""
+        socket_io = getattr(getattr(self._http, "fp", None), "raw", None)
+        if self.on_wait is None or not hasattr(socket_io, "__dict__"):
+            return False
+        readinto, on_wait, data_ready = socket_io.readinto, self.on_wait, self._data_ready
+
+        def watched_readinto(buffer: Any) -> Optional[int]:
+            on_wait(data_ready)
+            return readinto(buffer)
+
+        socket_io.readinto = watched_readinto
+        return True
 
     def deltas(self) -> Iterator[str]:
         """The reply text, delta by delta; closes the response when done."""
-        decoder = self.decoder
-        sse = SSEDecoder()
-        read = self._read
+        decoder, sse = self.decoder, SSEDecoder()
+        on_wait, data_ready, read_raw, feed = self.on_wait, self._data_ready, self._read_raw, sse.feed
+        if self._watch_socket_reads():
+            on_wait = None  # the socket reads call it
         try:
-            while True:
-                chunk = read()
+            while True:  # the hot loop: kept flat on purpose
+                if on_wait is not None:
+                    on_wait(data_ready)
+                try:
+                    chunk = read_raw()
+                except Exception as error:
+                    chunk = self._read_failed(error)
                 if not chunk:
+                    self._keep_connection()
                     break
-                for event, data in sse.feed(chunk):
+                for event, data in feed(chunk):
                     delta = decoder.feed(event, data)
                     if delta:
                         yield delta
                     if decoder.done:
                         self._drain()
                         return
+                pending = sse.pending
+                if pending and pending[0] == b"[DONE]" and len(pending) == 1:
+                    decoder.done = True  # its blank line may never come: it is final already
+                    self._drain()
+                    return
             try:
                 for event, data in sse.close():
                     delta = decoder.feed(event, data)
@@ -125,39 +168,49 @@ class _Reader:
     def _data_ready(self) -> bool:
         return _ready(self._sock)
 
-    def _read(self) -> Optional[bytes]:
-        if self.on_wait is not None:
-            self.on_wait(self._data_ready)
-        try:
-            return self._read_raw()
-        except Exception as error:
-            if self.aborted:
-                return b""
-            raise _body_error(error) from error
+    def _read_failed(self, error: Exception) -> bytes:
+        """A read failed: the end of an aborted or finished stream (b""), or a fakegpt error."""
+        if self.aborted:
+            return b""
+        if self.decoder.finished and isinstance(error, (ReadTimeoutError, socket.timeout, TimeoutError)):
+            return b""  # the reply is complete; only [DONE] never came
+        raise _body_error(error) from error
+
+    def _keep_connection(self) -> None:
+        """The body ended: if it ended cleanly, return the connection to the pool."""
+        fp = self._http
+        if fp is None:  # urllib3 read it and releases it itself
+            return
+        complete = fp.isclosed() if fp.chunked else fp.length == 0
+        if complete and not fp.will_close:
+            fp.close()
+            self.response.raw.release_conn()
 
     def _drain(self) -> None:
-        """After [DONE], read the end of a finished body that is already here, so
-        the connection goes back to the pool; a server that holds the stream
-        open costs at most DRAIN_GRACE, then the connection is dropped."""
+        """After [DONE]: if only the end of the body is left and it is already
+        here (DRAIN_GRACE at most), read it so the connection is reused;
+        anything else, or nothing in time, and the connection is dropped."""
         if self.on_wait is not None:
             self.on_wait(lambda: False)  # the reply is complete: hand everything over now
-        raw = self.response.raw
-        if raw.closed or (not getattr(raw, "chunked", False) and getattr(raw, "length_remaining", None) is None):
-            return  # complete already, or close-delimited (never reusable)
-        sock = _socket_of(raw)
-        if sock is None:
-            return
+        fp, sock = self._http, self._sock
+        if fp is None or sock is None or (not fp.chunked and fp.length is None):
+            return  # not ours to drain, or close-delimited (never reusable)
+        deadline = time.monotonic() + DRAIN_GRACE
         try:
-            # urllib3 sets the socket timeout again on the connection's next use.
-            sock.settimeout(DRAIN_GRACE)
-            left = DRAIN_LIMIT
-            while left > 0 and not raw.closed:
-                data = self._read_raw()
+            while not fp.isclosed() and fp.length != 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # urllib3 sets the socket timeout again on the connection's next use.
+                sock.settimeout(left)
+                data = fp.read1(READ_SIZE)
                 if not data:
                     break
-                left -= len(data)
+                if data.strip():
+                    return  # more than the end of the body: not worth waiting for
         except Exception:  # not there in time: close() drops the connection
-            pass
+            return
+        self._keep_connection()
 
     def abort(self) -> None:
         """Interrupt a read blocked in another thread, and hang up (thread-safe)."""
@@ -165,19 +218,12 @@ class _Reader:
             if self._closed:
                 return
             self.aborted = True
-            sock = _socket_of(self.response.raw)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _hang_up(getattr(self.response.raw, "connection", None) or getattr(self.response.raw, "_connection", None))
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                if self._chunks is not None:
-                    self._chunks.close()  # type: ignore[attr-defined]  # a generator
                 self.response.close()
 
 
@@ -240,12 +286,21 @@ class StreamState:
         #: Given to every reader of this call (see :attr:`_Reader.on_wait`).
         self.on_wait: Optional[Callable[[Callable[[], bool]], None]] = None
         self._reader: Optional[_Reader] = None
+        self._connection: Any = None  # of the request in flight, before its answer
         self._abort_event = threading.Event()
         self._lock = threading.Lock()
 
     @property
     def aborted(self) -> bool:
         return self._abort_event.is_set()
+
+    def watch(self, connection: Any) -> None:
+        """The connection a request of this call is using (see :mod:`fakegpt._transport`)."""
+        with self._lock:
+            self._connection = connection
+            aborted = self.aborted
+        if aborted:
+            _hang_up(connection)
 
     def wait(self, seconds: float) -> None:
         """Sleep between retries, waking up early on :meth:`abort`."""
@@ -254,9 +309,11 @@ class StreamState:
     def abort(self) -> None:
         with self._lock:
             self._abort_event.set()
-            reader = self._reader
+            reader, connection = self._reader, self._connection
         if reader is not None:
             reader.abort()
+        elif connection is not None:  # still waiting for the answer's headers
+            _hang_up(connection)
 
     def attach(self, reader: _Reader) -> None:
         """The client opened a response for this call."""
@@ -294,28 +351,22 @@ class Stream(collections.abc.Generator):
     and :attr:`finish_reason` describe the reply so far (``None`` until known).
     """
 
-    def __init__(
-        self,
-        generate: Callable[[StreamState], Iterator[str]],
-        scrub: Callable[[FakeGptError], Any] = lambda error: error,
-    ) -> None:
-        """:param scrub: removes secrets from every error before it leaves the stream."""
+    def __init__(self, generate: Callable[[StreamState], Generator[str, None, None]]) -> None:
+        """:param generate: makes the generator of deltas; it annotates its own
+        errors (``partial_text``, secrets redacted)."""
         self._state = StreamState()
-        self._scrub = scrub
         self._gen = generate(self._state)
 
     # -- the generator protocol ------------------------------------------
+    def __iter__(self) -> Generator[str, None, None]:  # type: ignore[override]
+        # A for loop drives the generator itself: no Python-level hop per delta.
+        return self._gen
+
     def __next__(self) -> str:
-        return self.send(None)
+        return self._gen.send(None)
 
     def send(self, value: Any) -> str:
-        try:
-            return self._gen.send(value)
-        except FakeGptError as error:
-            if not error.partial_text:
-                error.partial_text = self.text
-            self._scrub(error)  # whatever the server echoed, the token does not leave
-            raise
+        return self._gen.send(value)
 
     def throw(self, *args: Any) -> str:  # type: ignore[override]
         return self._gen.throw(*args)

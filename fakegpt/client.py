@@ -5,17 +5,17 @@ import logging
 import math
 import re
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Generator, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from ._auth import AccessToken, SharedTokenLogin, new_session_password
 from ._constants import BROWSER_HEADERS, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_MAXSIZE
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, flatten_prompt, validate_messages, web_model
 from ._retry import make_retrying, retry_after_seconds
 from ._stream import Reply, Stream, StreamState, _Reader
+from ._transport import Adapter, connection_watch
 from .exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -96,7 +96,7 @@ class Client:
         self._session = requests.Session()
         self._session.headers.update(BROWSER_HEADERS)
         self._session.headers["Referer"] = f"{self.base_url}/?v=2"
-        adapter = HTTPAdapter(pool_maxsize=POOL_MAXSIZE)
+        adapter = Adapter(pool_maxsize=POOL_MAXSIZE)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
@@ -121,7 +121,7 @@ class Client:
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         body = conversation_body(prompt, web_model(model))
-        return Stream(lambda state: self._generate(state, body), self._scrub)
+        return Stream(lambda state: self._generate(state, body))
 
     def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
         """The whole reply to *messages*: a :class:`Reply`, which is the text
@@ -161,17 +161,26 @@ class Client:
     def _generate(
         self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
         require_text: bool = True,
-    ) -> Iterator[str]:
-        """One conversation call's deltas (*resume*: text of a message already delivered)."""
-        opened = self._open(state, body, resume)
-        if opened is None:
-            return
-        reader, deltas, first = opened
-        if first is not None:
-            yield first
-            yield from deltas
-        if require_text and not reader.decoder.parts and not state.aborted:
-            raise NoValidResponseError("no valid response: the stream completed without any assistant text")
+    ) -> Generator[str, None, None]:
+        """One conversation call's deltas (*resume*: text of a message already delivered).
+
+        Its errors leave annotated: the text delivered so far in
+        ``partial_text``, and secrets redacted, whatever the server echoed.
+        """
+        try:
+            opened = self._open(state, body, resume)
+            if opened is None:
+                return
+            reader, deltas, first = opened
+            if first is not None:
+                yield first
+                yield from deltas
+            if require_text and not reader.decoder.parts and not state.aborted:
+                raise NoValidResponseError("no valid response: the stream completed without any assistant text")
+        except FakeGptError as error:
+            if not error.partial_text:
+                error.partial_text = state.text
+            raise self._scrub(error)
 
     def _open(self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None) -> Any:
         """Open the stream and read up to its first delta, retrying what is
@@ -204,12 +213,17 @@ class Client:
         }
         try:
             # Redirects are not followed: the bearer headers would go to any host a redirect names.
-            response = self._send_once(
-                "POST", _CONVERSATION, what="POST /api/conversation", stream=True,
-                json=body, headers=headers, allow_redirects=False,
-            )
+            with connection_watch(state.watch):
+                response = self._send_once(
+                    "POST", _CONVERSATION, what="POST /api/conversation", stream=True,
+                    json=body, headers=headers, allow_redirects=False,
+                )
         except AuthenticationError as error:
             raise _TokenRejected(error) from None
+        except FakeGptError:
+            if state.aborted:  # the abort hung up before the answer came: end quietly
+                return None
+            raise
         _check_stream_response(response)
         reader = _Reader(response, ReplyDecoder(resume=resume))
         state.attach(reader)

@@ -1,5 +1,7 @@
 """The Client over real loopback sockets, against the emulator."""
+import io
 import socket
+import sys
 import threading
 import time
 
@@ -298,3 +300,123 @@ def test_login_cookie_the_jar_refuses_still_logs_in(attributes):
     with Emulator(cookie_attributes=attributes) as emulator, client_for(emulator) as client:
         assert client.complete(MESSAGES) == EXPECTED
         assert emulator.counts["empty_sessions"] == 0 and emulator.counts["sessions"] == 1
+
+
+# -- raw servers: framings the emulator does not produce -------------------------------------
+class RawServer:
+    """A one-connection-at-a-time server replying with scripted bytes and pauses."""
+
+    def __init__(self, script):
+        self.script = script  # list of bytes (sent) and floats (pauses in seconds)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            for step in self.script:
+                if isinstance(step, float):
+                    time.sleep(step)
+                else:
+                    try:
+                        conn.sendall(step)
+                    except OSError:
+                        return
+            time.sleep(0.3)
+
+    def close(self):
+        self.sock.close()
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def event(text, status="in_progress"):
+    return (b'data: {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": ["'
+            + text.encode() + b'"]}, "status": "' + status.encode() + b'"}}\n\n')
+
+
+def raw_stream(script, timeout=(5, 3)):
+    server = RawServer(script)
+    try:
+        with fakegpt.Client(server.url, access_token="t", timeout=timeout, max_retries=0) as client:
+            started, arrivals = time.monotonic(), []
+            stream = client.stream(MESSAGES)
+            try:
+                for delta in stream:
+                    arrivals.append((delta, round(time.monotonic() - started, 1)))
+            except fakegpt.FakeGptError as error:
+                return arrivals, error, time.monotonic() - started
+            return arrivals, None, time.monotonic() - started
+    finally:
+        server.close()
+
+
+def test_an_event_inside_a_chunk_still_arriving_is_delivered_at_once():
+    whole = event("Hello") + event("Hello world", "finished_successfully") + b"data: [DONE]\n\n"
+    cut = len(event("Hello"))
+    script = [HEAD, b"%x\r\n" % len(whole) + whole[:cut], 1.0, whole[cut:] + b"\r\n0\r\n\r\n"]
+    arrivals, error, _ = raw_stream(script)
+    assert error is None and arrivals == [("Hello", 0.0), (" world", 1.0)]
+
+
+def test_events_of_a_chunk_cut_short_are_not_lost():
+    body = event("A") + event("AB") + event("ABC")
+    script = [HEAD, b"%x\r\n" % (len(body) + 500) + body]  # the chunk promises more than comes
+    arrivals, error, _ = raw_stream(script)
+    assert [d for d, _ in arrivals] == ["A", "B", "C"] and isinstance(error, fakegpt.IncompleteStreamError)
+    assert error.partial_text == "ABC"
+
+
+def test_done_line_without_its_blank_line_on_a_held_socket_ends_the_stream():
+    script = [HEAD, chunk(event("Hel")), chunk(event("Hello") + b"data: [DONE]\n"), 10.0]
+    arrivals, error, took = raw_stream(script)
+    assert error is None and [d for d, _ in arrivals] == ["Hel", "lo"] and took < 1.0
+
+
+def test_a_finished_reply_on_a_stalled_socket_ends_quietly_at_the_read_timeout():
+    script = [HEAD, chunk(event("Hi")), chunk(event("Hi!", "finished_successfully")), 10.0]
+    arrivals, error, took = raw_stream(script, timeout=(5, 0.5))
+    assert error is None and [d for d, _ in arrivals] == ["Hi", "!"] and took < 2.0
+
+
+def test_a_server_that_keeps_writing_after_done_does_not_hold_the_caller():
+    script = [HEAD, chunk(event("Hi", "finished_successfully") + b"data: [DONE]\n\n")]
+    script += [chunk(b": keep-alive\n\n"), 0.01] * 300
+    arrivals, error, took = raw_stream(script)
+    assert error is None and [d for d, _ in arrivals] == ["Hi"] and took < 1.0
+
+
+def test_abort_while_the_server_has_not_answered_yet_hangs_up_at_once():
+    server = RawServer([10.0, HEAD])  # the headers come only after 10 s
+    try:
+        with fakegpt.Client(server.url, access_token="t", timeout=(5, 30)) as client:
+            stream = client.stream(MESSAGES)
+            threading.Timer(0.3, stream.abort).start()
+            started = time.monotonic()
+            assert list(stream) == []  # ends quietly
+            assert time.monotonic() - started < 1.5
+    finally:
+        server.close()
+
+
+def test_responses_are_read_through_a_large_buffer(fakegpt_emulator):
+    with client_for(fakegpt_emulator) as client:
+        stream = client.stream(MESSAGES)
+        next(stream)
+        fp = stream._state._reader._http.fp
+        # CPython counts a BufferedReader's buffer in its size (8 KiB by default).
+        assert sys.getsizeof(fp) >= 65536 > sys.getsizeof(io.BufferedReader(io.BytesIO())) * 4
+        stream.close()
