@@ -143,6 +143,7 @@ class ReplyDecoder:
         self._path: Optional[str] = None
         self._fast: Optional[Dict[str, Any]] = None  # the doc whose text a sticky append extends
         self._fast_parts: List[Any] = []  # ... and its content.parts
+        self._queued: List[str] = []  # fast appends not yet applied to that document
 
     @property
     def text(self) -> str:
@@ -175,6 +176,8 @@ class ReplyDecoder:
             value = obj.get("v")
             if type(value) is str:
                 return self._append_fast(value)
+        if self._queued:
+            self._apply_queued()
         try:
             if "message" in obj:
                 if event != "delta":
@@ -238,16 +241,19 @@ class ReplyDecoder:
 
     # -- format B --------------------------------------------------------
     def _append_fast(self, value: str) -> str:
-        """A bare ``{"v": "text"}`` extending the assistant message: the commonest event of format B."""
+        """A bare ``{"v": "text"}`` extending the assistant message, the commonest
+        event of format B: all of it is new text. It is queued, and applied to
+        the message document only when another op needs the document."""
+        if value:
+            self._queued.append(value)
+            self.parts.append(value)
+        return value
+
+    def _apply_queued(self) -> None:
         parts = self._fast_parts
-        text = parts[0] = parts[0] + value
-        delivered = self._delivered.get(self.message_id, 0)
-        if len(text) <= delivered:
-            return ""
-        self._delivered[self.message_id] = len(text)
-        delta = value if delivered == len(text) - len(value) else text[delivered:]
-        self.parts.append(delta)
-        return delta
+        parts[0] = parts[0] + "".join(self._queued)
+        self._queued = []
+        self._delivered[self.message_id] = len(parts[0])
 
     def _op_event(self, obj: Mapping[str, Any]) -> str:
         if type(obj.get("c")) in (str, int):
@@ -283,6 +289,7 @@ class ReplyDecoder:
             return ""
         delta = self._on_message(message)
         self._fast = None
+        # The fast path starts where all of the text so far has been delivered.
         if op == "append" and path == _TEXT_PATH and self.message_id == message.get("id") and delta:
             self._fast, self._fast_parts = doc, message["content"]["parts"]
         return delta

@@ -21,6 +21,7 @@ Event = Tuple[str, bytes]
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
+_EVENT_HEAD = re.compile(rb"(?:event:([^\n]*)\n)?data: ?")
 _EVENT_NAMES = {b"delta": "delta", b"ping": "ping", b"delta_encoding": "delta_encoding", b"error": "error"}
 _SPACE = b" \t\x0b\x0c"  # (b"" is "in" it too: an empty value is harmless to strip)
 _OTHER_FIELDS = (b"id", b"retry", b"event", b"data")
@@ -51,7 +52,7 @@ class SSEDecoder:
         self._partial: List[bytes] = []  # pieces of the line not yet ended
         self._skip_lf = False  # the last piece ended with \r: a leading \n is its pair
         self._data: List[bytes] = []
-        self._event: Optional[str] = None
+        self._event = "message"
         self._head: Optional[bytes] = b""  # the first bytes, until a BOM is ruled out
         #: The first line that is not SSE at all (e.g. a raw JSON error), for error messages.
         self.stray: Optional[bytes] = None
@@ -76,43 +77,47 @@ class SSEDecoder:
             self._skip_lf = chunk[-1:] == b"\r"
             chunk = _LINE_BREAK.sub(b"\n", chunk)
         events: List[Event] = []
-        find, startswith = chunk.find, chunk.startswith
-        start = 0
-        if self._partial:
-            end = find(b"\n")
-            if end < 0:
-                self._partial.append(chunk)
-                return events
-            self._partial.append(chunk[:end])
-            line = b"".join(self._partial)
-            self._partial = []
-            self._line(line, events)
-            start = end + 1
-        data = self._data
-        # The hot loop: find() is memchr-fast, and a data line's payload is
-        # sliced straight out of the chunk: one copy, no intermediate line.
-        while True:
+        find, head = chunk.find, _EVENT_HEAD.match
+        size, start = len(chunk), 0
+        while start < size:
+            if not self._data and not self._partial:
+                # The common shape, whole: [event: NAME\n]data: PAYLOAD\n\n. The
+                # regex reads only the heads; find() (memchr) locates the payload's
+                # end, so a long payload is never scanned in Python.
+                match = head(chunk, start)
+                if match is not None:
+                    begin = match.end()
+                    end = find(b"\n", begin)
+                    if 0 <= end < size - 1 and chunk[end + 1] == 10:  # the next line is blank
+                        name = match.group(1)
+                        if name is not None:
+                            name = name.strip()
+                            name = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or "message"
+                        else:
+                            name = self._event
+                        value = chunk[begin:end]
+                        events.append((name, value.rstrip() if value[-1:] in _SPACE else value))
+                        self._event = "message"
+                        start = end + 2
+                        continue
+            # Anything else: one line at a time.
             end = find(b"\n", start)
             if end < 0:
+                self._partial.append(chunk[start:])
                 break
-            if startswith(b"data:", start):
-                value = chunk[start + 6 if chunk[start + 5] == 32 else start + 5:end]
-                data.append(value.rstrip() if value[-1:] in _SPACE else value)
-            elif end == start:
-                if data:
-                    events.append((self._event or "message", data[0] if len(data) == 1 else b"\n".join(data)))
-                    self._data = data = []
-                self._event = None
-            elif startswith(b"event:", start):
-                name = chunk[start + 6:end].strip()
-                self._event = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or None
-            else:
-                self._line(chunk[start:end], events)
-                data = self._data
+            line = chunk[start:end]
+            if self._partial:
+                self._partial.append(line)
+                line = b"".join(self._partial)
+                self._partial = []
+            self._line(line, events)
             start = end + 1
-        if start < len(chunk):
-            self._partial.append(chunk[start:])
         return events
+
+    @property
+    def pending(self) -> List[bytes]:
+        """The data lines of the event not yet ended by its blank line."""
+        return self._data
 
     def close(self) -> List[Event]:
         """The body ended: finish a line and an event left open, if any."""
@@ -133,12 +138,12 @@ class SSEDecoder:
         if not line:
             if self._data:
                 data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-                events.append((self._event or "message", data))
+                events.append((self._event, data))
                 self._data = []
-            self._event = None
+            self._event = "message"
         elif line[:6] == b"event:":
             name = line[6:].strip()
-            self._event = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or None
+            self._event = _EVENT_NAMES.get(name) or name.decode("utf-8", "replace") or "message"
         elif self.stray is None and line[:1] != b":" and line.split(b":", 1)[0] not in _OTHER_FIELDS:
             self.stray = line[:200]
         # Anything else is a comment (":"), or a field we do not use (id, retry).

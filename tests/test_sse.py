@@ -135,3 +135,52 @@ def test_the_first_line_that_is_not_sse_is_kept_for_error_messages():
     decoder = SSEDecoder()
     decoder.feed(b'id: 1\nretry: 5\n{"detail": "not an event stream"}\nmore junk\n')
     assert decoder.stray == b'{"detail": "not an event stream"}'
+
+
+def reference_parse(body: bytes):
+    """The SSE specification, plainly (plus the two documented leniencies): a reference."""
+    events, data, name = [], [], "message"
+    lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    for line in lines[:-1] if body.endswith((b"\n", b"\r")) else lines:
+        if line.startswith(b"data:"):
+            value = line[5:]
+            value = value[1:] if value.startswith(b" ") else value
+            data.append(value.rstrip())
+            continue
+        line = line.rstrip()
+        if not line:
+            if data:
+                events.append((name, b"\n".join(data)))
+            data, name = [], "message"
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode() or "message"
+    if data:  # leniency: an event whose blank line never came
+        events.append((name, b"\n".join(data)))
+    return events
+
+
+_line = st.one_of(
+    st.builds(lambda v: b"data: " + v, st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))),
+    st.builds(lambda v: b"data:" + v.encode(), st.text("ab {}\"", max_size=8)),
+    st.sampled_from([b"event: delta", b"event:ping", b"event: x  ", b": comment", b"id: 7", b"retry: 5", b"",
+                     b"   ", b"data:", b"data:  two spaces", b"event:"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(_line, max_size=25), newline=st.sampled_from(NEWLINES),
+       cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=10),
+       line_cuts=st.lists(st.integers(min_value=0, max_value=25), max_size=6))
+def test_decoder_matches_a_reference_parser_on_any_stream(lines, newline, cuts, line_cuts):
+    body = b"".join(line + newline for line in lines)
+    # Cut at random bytes, and right after random lines (where one read ends and the next begins).
+    ends = [sum(len(line) + len(newline) for line in lines[:n]) for n in line_cuts]
+    points = sorted({min(c, len(body)) for c in cuts + ends})
+    pieces = [body[a:b] for a, b in zip([0] + points, points + [len(body)])]
+    assert feed_all(pieces) == reference_parse(body)
+
+
+def test_an_event_line_and_its_data_in_separate_reads():
+    assert feed_all([b"event: delta\n", b"data: 1\n\n"]) == [("delta", b"1")]
+    assert feed_all([b"event: delta\n", b"data: 1\n", b"\n"]) == [("delta", b"1")]
+    assert feed_all([b"event: delta\ndata: 1\n", b"\ndata: 2\n\n"]) == [("delta", b"1"), ("message", b"2")]
