@@ -258,6 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
         emulator._count("streams")
         writer = _Writer(self, chunked, emulator.newline, emulator.split)
         delay, words = emulator.delay, 0
+        if not delay and fault is None and not emulator.split:
+            # Nothing to wait for between events: render the whole body, then
+            # send it at once, so the emulator is never busy while a client reads.
+            writer.hold = True
         for kind, frame in render(turn, fmt):
             if fault and fault.kind != "hold" and words >= fault.after_words:
                 if fault.kind == "error":
@@ -327,6 +331,7 @@ class _Writer:
         self._newline = newline.encode()
         self._split = split
         self._buffer = bytearray()
+        self.hold = False  # keep everything until finish()
 
     def send(self, frame: bytes) -> None:
         if self._newline != b"\n":
@@ -338,7 +343,7 @@ class _Writer:
             self._buffer += b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece
             if self._split:
                 self.flush()
-        if len(self._buffer) >= 65536:
+        if len(self._buffer) >= 65536 and not self.hold:
             self.flush()
 
     def flush(self) -> None:

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""fakegpt benchmark: the project against a floor and the original gpt4free client.
+
+    python bench/run.py              # every workload; exits 1 if a target is missed
+    python bench/run.py --repeat 15  # more rounds, steadier medians
+    python bench/run.py --smoke      # tiny sizes, targets not checked (the test suite runs this)
+
+The emulator runs in a separate process (so the server does not share the
+client's GIL). Contenders alternate round by round; the table shows medians
+and ratios measured in this one run. CPU time is the client process's
+(``time.process_time``: every thread of it). Contenders:
+
+* fakegpt: ``Client.stream`` and ``FakeGpt.create_async_generator``;
+* floor: bare ``requests`` + splitting lines + ``json.loads``, nothing else
+  (for format B, plus applying the appends): the least any client must do;
+* original: gpt4free's FakeGpt from ``g4f==0.2.0.9`` (aiohttp), if installed.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import gc
+import os
+import statistics
+import sys
+import threading
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import fakegpt  # noqa: E402
+from fakegpt import FakeGpt  # noqa: E402
+from fakegpt._protocol import conversation_body  # noqa: E402
+
+
+# -- the emulator process ---------------------------------------------------------------
+def responder(prompt: str) -> str:
+    """``words N`` → N short words; ``bytes B events E`` → B characters in E words."""
+    parts = prompt.split()
+    if parts[:1] == ["words"]:
+        return " ".join(f"w{i}" for i in range(int(parts[1])))
+    if parts[:1] == ["bytes"]:
+        size, events = int(parts[1]), int(parts[3])
+        word = "x" * (size // events - 1)
+        return " ".join([word] * events)
+    return "ok"
+
+
+EMULATORS = {
+    "fast": {},
+    "v1": {"format": "v1"},
+    "slow": {"delay": 0.05},
+    "tick": {"delay": 0.02},
+    "tick-close": {"delay": 0.02, "chunked": False},
+}
+
+
+def pin(cpu_index: int) -> None:
+    """Keep the emulator's process on one CPU (where the OS allows): less noise
+    between runs. The client is left free: its threads are part of what is measured."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        try:
+            os.sched_setaffinity(0, {cpu_index % (os.cpu_count() or 1)})
+        except OSError:
+            pass
+
+
+def serve(conn: Any) -> None:
+    """Child process: run the emulators; answer commands from the bench until "stop"."""
+    pin(1)
+    from fakegpt.emulator import Emulator
+    from fakegpt.emulator import _http
+
+    flushed: List[float] = []  # when each write left the server (the clock is system-wide)
+    real_flush = _http._Writer.flush
+
+    def flush(self: Any) -> None:
+        real_flush(self)
+        flushed.append(time.monotonic())
+
+    _http._Writer.flush = flush
+    emulators = {name: Emulator(responder=responder, **options).start() for name, options in EMULATORS.items()}
+    conn.send({name: emulator.url for name, emulator in emulators.items()})
+    while True:
+        command, name = conn.recv()
+        if command == "stop":
+            break
+        if command == "counts":
+            conn.send(dict(emulators[name].counts))
+        elif command == "flushed":
+            conn.send(list(flushed))
+            flushed.clear()
+    for emulator in emulators.values():
+        emulator.stop()
+
+
+class Server:
+    def __enter__(self) -> "Server":
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=serve, args=(child,), daemon=True)
+        self._process.start()
+        self.urls: Dict[str, str] = self._conn.recv()
+        return self
+
+    def ask(self, command: str, name: str = "") -> Any:
+        self._conn.send((command, name))
+        return self._conn.recv()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._conn.send(("stop", ""))
+        self._process.join(10)
+
+
+# -- contenders ----------------------------------------------------------------------------
+def cpu(fn: Callable[[], Any]) -> float:
+    gc.collect()  # not the previous contender's garbage
+    started = time.process_time()
+    fn()
+    return time.process_time() - started
+
+
+def wall(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def floor_stream(url: str, token: str, prompt: str, appends: bool) -> int:
+    """Bare requests: split lines, json.loads each data line (and, for format B, apply the appends)."""
+    body = conversation_body(prompt, "gpt-3.5-turbo")
+    if appends:
+        body["supported_encodings"] = ["v1"]
+    response = FLOOR_SESSION.post(f"{url}/api/conversation", json=body, stream=True,
+                                  headers={"X-Authorization": f"Bearer {token}", "Accept": "text/event-stream"})
+    pending, text, events = b"", "", 0
+    for chunk in response.iter_content(chunk_size=None):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: {"):
+                event = json.loads(line[6:])
+                events += 1
+                if appends and type(event.get("v")) is str:
+                    text += event["v"]
+    response.close()
+    return events
+
+
+FLOOR_SESSION = requests.Session()
+
+
+def point(provider: Any, url: str) -> None:
+    """Aim a provider class at a server, forgetting a login made elsewhere (the original never logs in again)."""
+    provider.url, provider._access_token, provider._cookie_jar = url, None, None
+
+
+def original_provider() -> Optional[Any]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import g4f
+            from g4f.Provider import FakeGpt as Original
+    except ImportError:
+        return None
+    g4f.debug.version_check = False
+    return Original
+
+
+async def drain(agen: Any) -> int:
+    count = 0
+    async for _ in agen:
+        count += 1
+    return count
+
+
+# -- the workloads ---------------------------------------------------------------------------
+Row = Tuple[str, str, float, str, Optional[float], Optional[float], Optional[float], str]
+ROWS: List[Row] = []
+
+
+def row(workload: str, unit: str, value: float, against: str = "", base: Optional[float] = None,
+        limit: Optional[float] = None, kind: str = "ratio") -> None:
+    ratio = value / base if base else None
+    ROWS.append((workload, unit, value, against, base, ratio, limit, kind))
+
+
+def rounds(contenders: Dict[str, Callable[[], float]], repeat: int) -> Dict[str, float]:
+    """Run each contender *repeat* times, alternating and rotating the order; medians."""
+    for fn in contenders.values():
+        fn()  # warm up: connections, caches, imports
+    samples: Dict[str, List[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for i in range(repeat):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            samples[name].append(contenders[name]())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def streaming(server: Server, client: fakegpt.Client, original: Any, events: int, repeat: int) -> None:
+    prompt = [{"role": "user", "content": f"words {events}"}]
+    fast, v1 = server.urls["fast"], server.urls["v1"]
+    v1_client = fakegpt.Client(v1)
+    token, v1_token = client.access_token, (v1_client.complete(prompt[:1]) and v1_client.access_token)
+    point(FakeGpt, fast)
+
+    def via_async() -> None:
+        asyncio.run(drain(FakeGpt.create_async_generator("gpt-3.5-turbo", prompt)))
+
+    contenders = {
+        "fakegpt": lambda: cpu(lambda: sum(1 for _ in client.stream(prompt))),
+        "floor": lambda: cpu(lambda: floor_stream(fast, token, prompt[0]["content"], False)),
+        "async": lambda: cpu(via_async),
+        "fakegpt v1": lambda: cpu(lambda: sum(1 for _ in v1_client.stream(prompt))),
+        "floor v1": lambda: cpu(lambda: floor_stream(v1, v1_token, prompt[0]["content"], True)),
+    }
+    if original is not None:
+        point(original, fast)
+        contenders["original"] = lambda: cpu(lambda: asyncio.run(drain(
+            original.create_async_generator("gpt-3.5-turbo", prompt))))
+    m = rounds(contenders, repeat * 3)  # cheap and noisy: more rounds
+    name = f"{events} cumulative events, Client.stream"
+    row(name, "CPU", m["fakegpt"], "floor", m["floor"], 1.10)
+    if original is not None:
+        row(name, "CPU", m["fakegpt"], "original", m["original"], 1.00)
+    row(f"{events} events, format B, Client.stream", "CPU", m["fakegpt v1"], "floor v1", m["floor v1"], 1.10)
+    row(f"{events} cumulative events, create_async_generator", "CPU", m["async"], "Client.stream", m["fakegpt"], 1.25)
+    v1_client.close()
+
+
+def concurrency(server: Server, original: Any, calls: int, events: int, repeat: int) -> None:
+    slow = server.urls["slow"]
+    point(FakeGpt, slow)
+
+    def messages(i: int) -> list:
+        return [{"role": "user", "content": f"words {events}"}] if i >= 0 else []
+
+    async def ours(n: int) -> None:
+        await asyncio.gather(*(drain(FakeGpt.create_async_generator("gpt-3.5-turbo", messages(i))) for i in range(n)))
+
+    contenders = {
+        "one": lambda: wall(lambda: asyncio.run(ours(1))),
+        "many": lambda: wall(lambda: asyncio.run(ours(calls))),
+    }
+    if original is not None:
+        point(original, slow)
+
+        async def theirs(n: int) -> None:
+            await asyncio.gather(*(drain(original.create_async_generator("gpt-3.5-turbo", messages(i)))
+                                   for i in range(n)))
+
+        contenders["original many"] = lambda: wall(lambda: asyncio.run(theirs(calls)))
+    m = rounds(contenders, repeat)
+    name = f"{calls} concurrent async calls, {events} events 50 ms apart"
+    row(name, "wall", m["many"], "one call", m["one"], 1.15)
+    if original is not None:
+        row(name, "wall", m["many"], "original", m["original many"], 1.00)
+
+
+def requests_per_call(server: Server) -> None:
+    url = server.urls["tick"]
+    before = server.ask("counts", "tick")
+    with fakegpt.Client(url) as client:
+        client.complete([{"role": "user", "content": "words 3"}])
+        cold = server.ask("counts", "tick")
+        client.complete([{"role": "user", "content": "words 3"}])
+        client.complete([{"role": "user", "content": "words 3"}])
+        warm = server.ask("counts", "tick")
+    row("cold call: HTTP requests", "count", cold["requests"] - before.get("requests", 0), limit=4, kind="max")
+    row("warm call: HTTP requests", "count", (warm["requests"] - cold["requests"]) / 2, limit=1, kind="exact")
+    row("warm call: new TCP connections", "count", (warm["connections"] - cold["connections"]) / 2, limit=0,
+        kind="exact")
+
+
+def latency(server: Server, events: int) -> None:
+    for name, label in (("tick", "chunked"), ("tick-close", "close-delimited")):
+        with fakegpt.Client(server.urls[name]) as client:
+            client.complete([{"role": "user", "content": "words 2"}])  # log in
+            server.ask("flushed")
+            arrived = [time.monotonic() for _ in client.stream([{"role": "user", "content": f"words {events}"}])]
+            written = server.ask("flushed")[: len(arrived)]
+        gaps = sorted(a - w for a, w in zip(arrived, written))
+        p90 = gaps[int(0.9 * (len(gaps) - 1))]
+        row(f"per-event latency, {label}, p90", "ms", p90 * 1000, limit=5.0, kind="max")
+
+
+def rss() -> int:
+    """The process's resident set size now, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_child(url: str, conn: Any) -> None:
+    """A fresh process: its peak RSS while streaming, above its RSS just before.
+
+    The current RSS is sampled every 0.2 ms by a thread (ru_maxrss would be
+    the lifetime peak, which start-up may already have set higher).
+    """
+    client = fakegpt.Client(url)
+    client.complete([{"role": "user", "content": "bytes 10000 events 100"}])  # log in, warm up
+    gc.collect()
+    before = peak = rss()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.0002):
+            peak = max(peak, rss())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    reply = client.complete([{"role": "user", "content": "bytes 100000 events 1000"}])
+    done.set()
+    sampler.join()
+    peak = max(peak, rss())
+    conn.send(((peak - before) / 2**20, len(reply)))
+
+
+def memory(server: Server) -> None:
+    if not os.path.exists("/proc/self/statm"):
+        print("memory: /proc/self/statm is missing (not Linux): skipped")
+        return
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=memory_child, args=(server.urls["fast"], child))
+    process.start()
+    growth, size = parent.recv()
+    process.join(30)
+    assert size >= 99_000, size
+    row("100 KB reply as 1,000 cumulative events: peak RSS growth", "MB", growth, limit=5.0, kind="max")
+
+
+# -- the report --------------------------------------------------------------------------------
+def report(check: bool) -> int:
+    missed = 0
+    print(f"{'workload':58} {'fakegpt':>10} {'baseline':>21} {'ratio':>7} {'target':>9}  ok")
+    for workload, unit, value, against, base, ratio, limit, kind in ROWS:
+        if unit in ("CPU", "wall"):
+            shown = f"{value * 1000:.1f} ms"
+        else:
+            shown = f"{value:g}" if unit == "count" else f"{value:.2f} {unit}"
+        baseline = f"{against} {base * 1000:.1f} ms" if base is not None else ""
+        if kind == "ratio":
+            ok = ratio is not None and limit is not None and ratio <= limit
+            target = f"<={limit:.2f}x"
+        elif kind == "exact":
+            ok, target = value == limit, f"={limit:g}"
+        else:
+            ok, target = limit is not None and value <= limit, f"<={limit:g}"
+        missed += 0 if ok else 1
+        ratio_text = f"{ratio:.2f}x" if ratio is not None else ""
+        print(f"{workload[:58]:58} {shown:>10} {baseline:>21} {ratio_text:>7} {target:>9}  {'yes' if ok else 'NO'}")
+    if not check:
+        print("smoke run: sizes are tiny and targets are not checked")
+        return 0
+    print(f"{missed} target(s) missed" if missed else "all targets met")
+    return 1 if missed else 0
+
+
+WORKLOADS = ("streaming", "concurrency", "requests", "latency", "memory")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=9, help="rounds per workload (default: %(default)s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round, targets not checked")
+    parser.add_argument("--only", choices=WORKLOADS, action="append",
+                        help="run just this workload (repeatable); default: all")
+    args = parser.parse_args(argv)
+    chosen = set(args.only or WORKLOADS)
+    repeat = 1 if args.smoke else args.repeat
+    events, calls, slow_events, tick_events = (30, 3, 3, 10) if args.smoke else (1500, 32, 20, 100)
+    original = original_provider()
+    started = time.perf_counter()
+    with Server() as server:
+        if "streaming" in chosen:
+            with fakegpt.Client(server.urls["fast"]) as client:
+                client.complete([{"role": "user", "content": "words 2"}])  # log in
+                streaming(server, client, original, events, repeat)
+        if "concurrency" in chosen:
+            concurrency(server, original, calls, slow_events, repeat)
+        if "requests" in chosen:
+            requests_per_call(server)
+        if "latency" in chosen:
+            latency(server, tick_events)
+        if "memory" in chosen and not args.smoke:
+            memory(server)
+    print(f"fakegpt {fakegpt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"{repeat} round(s), {time.perf_counter() - started:.0f} s"
+          + ("" if original is not None else "; g4f not installed: no 'original' rows"))
+    return report(check=not args.smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
