@@ -19,6 +19,7 @@ from typing import Any, Callable, Generator, Iterator, List, Optional
 import requests
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
+from ._chunked import ChunkedDecoder
 from ._constants import DRAIN_GRACE, READ_SIZE
 from ._protocol import ReplyDecoder
 from ._sse import SSEDecoder
@@ -91,16 +92,21 @@ class _Reader:
         self._sock = _socket_of(raw)
         fp = getattr(raw, "_fp", None)
         encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        self._chunked: Optional[ChunkedDecoder] = None
+        self._http: Optional[http.client.HTTPResponse] = None
+        #: The next piece of the body, as soon as any has arrived; b"" (or None) at its end.
+        self._read_raw: Callable[[], Optional[bytes]]
         if isinstance(fp, http.client.HTTPResponse) and not encoded:
-            # http.client's own read1 undoes the chunking and returns whatever
-            # part of a chunk has arrived (an event is never held back until
-            # its chunk completes, nor lost with it); calling it directly skips
-            # urllib3's per-read wrapper, which cost as much as decoding.
-            self._http: Optional[http.client.HTTPResponse] = fp
-            #: The next piece of the body; b"" (or None) at its end.
-            self._read_raw: Callable[[], Optional[bytes]] = functools.partial(fp.read1, READ_SIZE)
-        else:  # compressed, or not over http.client (urllib3 1.26 falls back to http.client)
-            self._http = None
+            # Read below urllib3 (its per-read wrapper cost as much as decoding),
+            # whatever part of the body has arrived: an event is never held back
+            # until its chunk completes, nor lost with it.
+            self._http = fp
+            if fp.chunked and fp.chunk_left is None and hasattr(fp.fp, "read1"):
+                self._chunked = ChunkedDecoder()  # many chunks per read, not one
+                self._read_raw = self._read_chunked
+            else:
+                self._read_raw = functools.partial(fp.read1, READ_SIZE)
+        else:  # compressed, or not over http.client
             self._read_raw = functools.partial(_read1_of(raw), READ_SIZE)
 
     def _watch_socket_reads(self) -> bool:
@@ -158,7 +164,10 @@ class _Reader:
                     raise  # an error event, whole; not a cut one
                 # Otherwise the body ended inside an event: that is a cut stream.
             if not (decoder.done or decoder.finished or self.aborted):
-                message = "the stream ended before [DONE] and before the reply was finished"
+                if self._chunked is not None and not self._chunked.finished:
+                    message = "the connection was lost mid-stream, before the end of the body"
+                else:
+                    message = "the stream ended before [DONE] and before the reply was finished"
                 if sse.stray is not None and not decoder.parts:
                     message += f"; the body is not an event stream: {sse.stray.decode('utf-8', 'replace')}"
                 raise IncompleteStreamError(message)
@@ -176,13 +185,32 @@ class _Reader:
             return b""  # the reply is complete; only [DONE] never came
         raise _body_error(error) from error
 
+    def _read_chunked(self) -> bytes:
+        """Whatever the socket has (up to READ_SIZE), chunked framing removed."""
+        read1, decoder = self._http.fp.read1, self._chunked  # type: ignore[union-attr]
+        if decoder.finished:  # type: ignore[union-attr]
+            return b""  # the last read brought the end of the body already
+        while True:
+            data = read1(READ_SIZE)
+            if not data:
+                return b""  # the connection ended: the body is complete or cut
+            payload = decoder.feed(data)  # type: ignore[union-attr]
+            if payload or decoder.finished:  # type: ignore[union-attr]
+                return payload
+
+    def _body_done(self) -> bool:
+        """Whether the whole body has been read (so the connection can serve again)."""
+        if self._chunked is not None:
+            return self._chunked.finished and not self._chunked.overflow
+        fp = self._http
+        return fp is not None and (fp.isclosed() if fp.chunked else fp.length == 0)
+
     def _keep_connection(self) -> None:
         """The body ended: if it ended cleanly, return the connection to the pool."""
         fp = self._http
         if fp is None:  # urllib3 read it and releases it itself
             return
-        complete = fp.isclosed() if fp.chunked else fp.length == 0
-        if complete and not fp.will_close:
+        if self._body_done() and not fp.will_close:
             fp.close()
             self.response.raw.release_conn()
 
@@ -197,13 +225,13 @@ class _Reader:
             return  # not ours to drain, or close-delimited (never reusable)
         deadline = time.monotonic() + DRAIN_GRACE
         try:
-            while not fp.isclosed() and fp.length != 0:
+            while not self._body_done():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 # urllib3 sets the socket timeout again on the connection's next use.
                 sock.settimeout(left)
-                data = fp.read1(READ_SIZE)
+                data = self._read_raw()
                 if not data:
                     break
                 if data.strip():
