@@ -25,11 +25,10 @@ SESSION_PASSWORD_LENGTH = 10
 
 #: Largest single read from the socket while streaming.
 READ_SIZE = 65536
-#: After [DONE], how long to wait for the rest of a finished body (the
-#: chunked terminator) so the connection can be reused, and how much of it
-#: to read at most. A server that holds the stream open costs at most this.
+#: After [DONE], how long to wait at most for the end of the body (the
+#: chunked terminator) so the connection can be reused. A server that holds
+#: the stream open, or keeps writing, costs at most this.
 DRAIN_GRACE = 0.02
-DRAIN_LIMIT = 65536
 #: Connections kept per host: enough for many concurrent streams to reuse theirs.
 POOL_MAXSIZE = 64
 

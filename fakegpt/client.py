@@ -187,9 +187,9 @@ class Client:
         retryable; on a 401, log in once more and try again."""
         sleep = self._sleep or state.wait
         for fresh_login in (False, True):
-            if state.aborted:  # abandoned before it started: do not even log in
+            token = self._token.get(stop=lambda: state.aborted)
+            if token is None:  # aborted: do not wait for, or start, a login
                 return None
-            token = self._token.get()
             try:
                 return make_retrying(self.max_retries, sleep)(self._attempt, state, body, token, resume)
             except _TokenRejected as rejected:

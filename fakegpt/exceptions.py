@@ -65,6 +65,18 @@ class FakeGptError(RuntimeError):
         """The one-line message."""
         return str(self.args[0]) if self.args else ""
 
+    def __reduce__(self) -> Any:
+        # Pickle and copy with every attribute (the default would call
+        # __init__ with the message only, which some subclasses refuse).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> FakeGptError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class AuthenticationError(FakeGptError):
     """No usable shared token: an empty token list, every tried token dead,

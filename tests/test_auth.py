@@ -1,5 +1,6 @@
 """The shared-token login, against a mocked server (`responses`)."""
 import re
+import time
 from urllib.parse import parse_qs
 
 import pytest
@@ -216,3 +217,75 @@ def test_login_cookie_is_sent_back_even_when_the_jar_would_refuse_it(base, attri
             assert client.complete(MESSAGES) == "ok"
         session_call = [c for c in rsps.calls if c.request.path_url == "/api/auth/session"][0]
         assert session_call.request.headers.get("Cookie") == "credential=c-123"
+
+
+def test_a_failed_login_is_shared_by_every_waiting_thread_not_repeated(server):
+    import threading
+
+    def slow_failure(request):
+        time.sleep(0.3)  # long enough for every thread to be waiting on this login
+        return (503, {}, "down")
+
+    server.rsps.add_callback("GET", "https://chat.test/api/loads", callback=slow_failure)
+    with fakegpt.Client("https://chat.test", max_retries=1) as client:
+        client._sleep = lambda seconds: None
+        barrier, errors = threading.Barrier(8), []
+
+        def call():
+            barrier.wait()
+            try:
+                client.complete(MESSAGES)
+            except fakegpt.FakeGptError as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    assert len(errors) == 8 and all(type(e) is fakegpt.APIStatusError for e in errors)
+    assert len({id(e) for e in errors}) == 8  # each thread raises its own copy
+    assert len(server.calls("/api/loads")) == 2  # one login round (a try and a retry), not eight
+    assert client._token.logins == 1
+
+
+def test_an_aborted_call_does_not_wait_for_or_start_a_login(server):
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_loads(request):
+        entered.set()
+        release.wait(5)
+        return (200, {}, '{"loads": [{"token_id": "%s", "count": 0}]}' % TOKENS[0])
+
+    server.rsps.add_callback("GET", "https://chat.test/api/loads", callback=slow_loads)
+    server.login()
+    server.session()
+    server.conversation()
+    with fakegpt.Client("https://chat.test") as client:
+        leader = threading.Thread(target=lambda: client.complete(MESSAGES))
+        leader.start()
+        assert entered.wait(5)
+        stream = client.stream(MESSAGES)
+        threading.Timer(0.2, stream.abort).start()
+        started = time.monotonic()
+        assert list(stream) == []  # waited for the login, then gave up quietly when aborted
+        assert time.monotonic() - started < 1.0
+        release.set()
+        leader.join(5)
+    assert len(server.calls("/api/loads")) == 1 and len(server.calls("/api/conversation")) == 1
+
+
+@pytest.mark.parametrize("error", [
+    fakegpt.APIStatusError("x", status_code=500, detail="d"),
+    fakegpt.RateLimitError("r", status_code=429, retry_after=2.0),
+    fakegpt.AuthenticationError("a", status_code=401),
+    fakegpt.IncompleteStreamError("i", partial_text="so far"),
+])
+def test_errors_pickle_and_copy_with_their_attributes(error):
+    import copy
+    import pickle
+
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(clone) is type(error) and str(clone) == str(error) and vars(clone) == vars(error)
