@@ -31,6 +31,7 @@ import asyncio
 import collections.abc
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
 
@@ -142,20 +143,24 @@ class FakeGpt:
                     client._session.cookies.update(cls._cookie_jar)
                 _clients[key] = client
                 while len(_clients) > _MAX_CLIENTS:
-                    _clients.popitem(last=False)[1].close()
+                    _, evicted = _clients.popitem(last=False)
+                    if evicted not in _in_use:  # else closed when its last call ends
+                        evicted.close()
             _clients.move_to_end(key)
-            told = cls.__dict__.get("_told_token")
+            told = getattr(cls, "_told_token", None)
             if cls._access_token != told:  # changed from outside: None forces a login, a token is used
                 client.access_token = cls._access_token
                 cls._told_token, cls._token_url = cls._access_token, client.base_url
             elif (client.access_token is None and cls._access_token is not None
-                  and cls.__dict__.get("_token_url") == client.base_url):
+                  and getattr(cls, "_token_url", None) == client.base_url):
                 client.access_token = cls._access_token  # another client of the class logged in there
         return client
 
     @classmethod
     def _remember(cls, client: Client) -> None:
         with _registry_lock:
+            if cls._access_token != getattr(cls, "_told_token", None):
+                return  # set from outside since: the next call applies that, it is not undone here
             token = client.access_token
             if token is not None and token != cls._access_token:
                 cls._access_token = cls._told_token = token
@@ -164,6 +169,22 @@ class FakeGpt:
 
 
 _clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
+_in_use: Dict[Client, int] = {}  # calls running (or not yet started) on each client
+
+
+def _acquire(client: Client) -> None:
+    with _registry_lock:
+        _in_use[client] = _in_use.get(client, 0) + 1
+
+
+def _release(client: Client) -> None:
+    with _registry_lock:
+        left = _in_use.pop(client, 1) - 1
+        if left:
+            _in_use[client] = left
+        evicted = not left and client not in _clients.values()
+    if evicted:
+        client.close()
 
 
 class _ProviderStream(collections.abc.Generator):
@@ -173,12 +194,15 @@ class _ProviderStream(collections.abc.Generator):
     def __init__(self, provider: type, client: Client, stream: Stream) -> None:
         self._provider, self._client, self._stream = provider, client, stream
         self._recorded = False
+        _acquire(client)
+        # Released when the call ends, or when this object is dropped unfinished.
+        self._release = weakref.finalize(self, _release, client)
 
     def send(self, value: Any) -> str:
         try:
             delta = self._stream.send(value)
         except BaseException:
-            self._record()
+            self._end()
             raise
         if not self._recorded:
             self._record()
@@ -189,7 +213,11 @@ class _ProviderStream(collections.abc.Generator):
 
     def close(self) -> None:
         self._stream.close()
+        self._end()
+
+    def _end(self) -> None:
         self._record()
+        self._release()
 
     def abort(self) -> None:
         """Interrupt the stream from another thread (see :meth:`fakegpt.Stream.abort`)."""

@@ -121,6 +121,7 @@ def fresh_provider_state():
         with provider._registry_lock:
             clients = list(provider._clients.values())
             provider._clients.clear()
+            provider._in_use.clear()
         for client in clients:
             client.close()
 

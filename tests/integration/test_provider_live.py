@@ -322,3 +322,25 @@ def test_a_token_from_one_server_is_not_offered_to_another():
         FakeGpt.url = two.url
         "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
         assert two.counts["conversations"] == 1 and two.counts["logins"] == 1  # no 401 round trip first
+
+
+def test_a_client_pushed_out_of_the_registry_is_not_closed_under_a_running_call(emulator):
+    first = FakeGpt.create_completion("gpt-3.5-turbo", HI, timeout=1.5)  # created, not started yet
+    others = [FakeGpt.create_completion("gpt-3.5-turbo", HI, timeout=2.0 + i) for i in range(provider_module._MAX_CLIENTS)]
+    assert len(provider_module._clients) == provider_module._MAX_CLIENTS  # first's client was pushed out
+    assert "".join(first)  # ...and still works
+    client = first._client
+    assert client._closed  # closed once its last call ended
+    for stream in others:
+        assert "".join(stream) == default_responder("Hi")
+        assert not stream._client._closed
+
+
+def test_a_call_ending_does_not_undo_forcing_a_fresh_login(emulator):
+    running = FakeGpt.create_completion("gpt-3.5-turbo", HI)
+    next(running)
+    FakeGpt._access_token = None  # "log in again next time"
+    "".join(running)  # the call in flight ends
+    assert FakeGpt._access_token is None
+    "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
+    assert emulator.counts["logins"] == 2 and FakeGpt._access_token is not None
