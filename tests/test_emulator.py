@@ -428,3 +428,26 @@ def test_wait_until_times_out(emulator):
     started = time.monotonic()
     assert emulator.wait_until(lambda e: e.counts["logins"] > 0, timeout=0.1) is False
     assert time.monotonic() - started < 1
+
+
+def test_a_message_id_that_already_exists_is_refused_not_a_hang(emulator):
+    _, access = login(emulator)
+    first = conversation_body("one", "gpt-3.5-turbo", keep_history=True)
+    response = converse(emulator, access, first)
+    conversation_id = next(json.loads(d)["conversation_id"] for e, d in events(response) if d.startswith(b"{\"message"))
+    parent = first["messages"][0]["id"]  # the user message: reuse its id as the new one
+    again = conversation_body("two", "gpt-3.5-turbo", conversation_id=conversation_id, parent_message_id=parent,
+                              message_id=parent)
+    answer = requests.post(f"{emulator.url}/api/conversation", json=again, timeout=5,
+                           headers={"X-Authorization": f"Bearer {access}"})
+    assert answer.status_code == 409 and "already" in answer.json()["detail"]
+    assert requests.get(f"{emulator.url}/api/loads", timeout=5).ok  # the emulator still answers
+
+
+def test_history_walk_stops_on_a_cycle():
+    from fakegpt.emulator._conversations import _Conversation, _Message
+
+    conversation = _Conversation(("t", "p"))
+    conversation.messages["a"] = _Message("user", "x", "b")
+    conversation.messages["b"] = _Message("assistant", "y", "a")
+    assert [role for role, _ in conversation.history("a")] == ["assistant", "user"]

@@ -106,7 +106,9 @@ class _Conversation:
     def history(self, message_id: Optional[str]) -> List[Tuple[str, str]]:
         """The ``(role, text)`` turns from the root down to *message_id*."""
         turns: List[Tuple[str, str]] = []
-        while message_id in self.messages:
+        seen = set()
+        while message_id in self.messages and message_id not in seen:  # (a cycle must not hang us)
+            seen.add(message_id)
             message = self.messages[message_id]
             turns.append((message.role, message.text))
             message_id = message.parent
@@ -158,6 +160,8 @@ class Conversations:
             if action == "continue":
                 return self._continue(conversation_id, conversation, parent, model, max_words)
             user_id, prompt = _user_text(body)
+            if user_id in conversation.messages or user_id == parent:
+                raise RequestError(409, f"message id {user_id!r} already exists in this conversation")
             history = conversation.history(parent)
         planned = respond(prompt, history)
         if not isinstance(planned, str):
