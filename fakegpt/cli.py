@@ -1,7 +1,8 @@
 """The ``fakegpt`` command: ``fakegpt chat`` and ``fakegpt serve``.
 
 Exit status: 0 on success, 1 when the call fails (one line on stderr; the
-traceback too with ``--debug``), 2 on a usage error, 130 on Ctrl-C.
+traceback too with ``--debug``), 2 on a usage error, 130 on Ctrl-C, 141 when
+the reader of stdout goes away (``| head``).
 """
 from __future__ import annotations
 
@@ -121,6 +122,11 @@ def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as SIGPIPE would have.
+        # Later writes, the interpreter's last flush included, go to devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except FakeGptError as error:
         if args.debug:
             traceback.print_exc()

@@ -209,3 +209,17 @@ def test_no_stdin_at_all_is_a_usage_error():
     done = subprocess.run(console_script() + ["chat", "--emulator"], capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
     assert done.returncode == 2 and "no prompt" in done.stderr
+
+
+def test_a_closed_stdout_pipe_ends_quietly_with_141():
+    process = subprocess.Popen(console_script() + ["chat", "--emulator", "tell me more"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.read(10) == b"Hello! You"
+        process.stdout.close()  # like `| head -c 10`
+        err = process.stderr.read()
+        process.wait(30)
+    finally:
+        process.kill()
+        process.stderr.close()
+    assert process.returncode == 141 and err == b""
