@@ -386,10 +386,6 @@ class Stream(collections.abc.Generator):
         self._gen = generate(self._state)
 
     # -- the generator protocol ------------------------------------------
-    def __iter__(self) -> Generator[str, None, None]:  # type: ignore[override]
-        # A for loop drives the generator itself: no Python-level hop per delta.
-        return self._gen
-
     def __next__(self) -> str:
         return self._gen.send(None)
 

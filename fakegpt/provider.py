@@ -33,7 +33,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._bridge import Channel, executor, pump
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
@@ -87,7 +87,7 @@ class FakeGpt:
         stream = cls.create_completion(model, messages, proxy=proxy, **kwargs)
         channel = Channel(asyncio.get_running_loop())
         stream.hand_off_to(channel)
-        executor().submit(pump, stream, channel)
+        executor().submit(pump, stream.deltas(), channel)
         try:
             while True:
                 batch, closed, error = await channel.get()
@@ -197,6 +197,19 @@ class _ProviderStream(collections.abc.Generator):
         _acquire(client)
         # Released when the call ends, or when this object is dropped unfinished.
         self._release = weakref.finalize(self, _release, client)
+
+    def deltas(self) -> Iterator[str]:
+        """The deltas for the asyncio bridge's worker: the login state is
+        recorded at the first one, then the client's own generator runs the
+        rest with no Python-level hop per delta (``yield from``)."""
+        deltas = self._stream._gen
+        try:
+            for delta in deltas:
+                self._record()
+                yield delta
+                yield from deltas
+        finally:
+            self.close()
 
     def send(self, value: Any) -> str:
         try:

@@ -1,4 +1,5 @@
 """Client behaviour against a mocked server (`responses`)."""
+import collections.abc
 import json
 import logging
 
@@ -109,6 +110,7 @@ def test_stream_is_lazy_and_yields_non_empty_deltas(server, client):
     server.conversation(body=reply_body("Hel", "", "lo", " there"))
     stream = client.stream(MESSAGES)
     assert len(server.rsps.calls) == 0 and stream.text == "" and stream.conversation_id is None
+    assert iter(stream) is stream and isinstance(stream, collections.abc.Generator)
     assert list(stream) == ["Hel", "lo", " there"]
     assert (stream.text, stream.conversation_id, stream.message_id, stream.finish_reason) == (
         "Hello there", "c1", "m1", "stop")
