@@ -7,6 +7,9 @@
 """
 import logging
 
+from ._cache import SessionCacheWarning
+from ._config import configure_logging as _configure_logging
+from ._conversation import Conversation
 from ._stream import Reply, Stream
 from .client import Client
 from .provider import FakeGpt
@@ -30,12 +33,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "Client",
+    "Conversation",
     "FakeGpt",
     "FakeGptError",
     "IncompleteStreamError",
     "NoValidResponseError",
     "RateLimitError",
     "Reply",
+    "SessionCacheWarning",
     "Stream",
     "StreamError",
     "__version__",
@@ -49,3 +54,4 @@ for _name in __all__:
 del _name, _obj
 
 logging.getLogger("fakegpt").addHandler(logging.NullHandler())
+_configure_logging()  # FAKEGPT_LOG

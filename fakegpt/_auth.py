@@ -9,6 +9,7 @@ tenacity ``Retrying`` that retries only "this token is dead".
 from __future__ import annotations
 
 import copy
+import hashlib
 import http.cookiejar
 import json
 import logging
@@ -60,17 +61,26 @@ _CLIENT_ERRORS = tuple(s for s in range(400, 500) if s != 429)
 class SharedTokenLogin:
     """One login round; call it to get a fresh access token."""
 
-    def __init__(self, send: Send, session: requests.Session, session_password: str) -> None:
+    def __init__(self, send: Send, session: requests.Session, session_password: str, *, stable: bool = False) -> None:
+        """:param stable: the password was chosen by the caller, who wants the
+        history kept under it back: always prefer the same account for it."""
         self._send = send
         self._session = session
         self._password = session_password
+        self._stable = stable
 
     def __call__(self) -> str:
         token_ids = self.token_ids()
         if not token_ids:
             raise AuthenticationError("no shared token to log in with: the server's token list (/api/loads) is empty")
-        # Least busy first; random among equals, as the original picked at random.
-        token_ids.sort(key=lambda pair: (pair[1], random.random()))
+        if self._stable:
+            # History lives under (account, password): rank the accounts by a hash
+            # of both (rendezvous hashing), so this password finds its account
+            # again while it is listed, and different passwords spread out.
+            token_ids.sort(key=lambda pair: hashlib.sha256(f"{self._password}\0{pair[0]}".encode()).digest())
+        else:
+            # Least busy first; random among equals, as the original picked at random.
+            token_ids.sort(key=lambda pair: (pair[1], random.random()))
         candidates = [token_id for token_id, _ in token_ids[:MAX_TOKENS_PER_LOGIN]]
         remaining = iter(candidates)
         failures: List[str] = []
@@ -201,9 +211,16 @@ class AccessToken:
         given by the caller and must not be replaced by a login.
     """
 
-    def __init__(self, login: Optional[Callable[[], str]], token: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        login: Optional[Callable[[], str]],
+        token: Optional[str] = None,
+        on_new_token: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        """:param on_new_token: called with each token a login obtains."""
         self._login = login
         self._token = token
+        self._on_new_token = on_new_token
         self._lock = threading.Lock()
         self._in_flight: Optional[_Login] = None
         self.logins = 0
@@ -252,7 +269,6 @@ class AccessToken:
     def _lead(self, login: _Login) -> str:
         try:
             login.token = self._login()  # type: ignore[misc]
-            return login.token
         except BaseException as error:
             login.error = error
             raise
@@ -262,6 +278,9 @@ class AccessToken:
                 if login.token is not None:
                     self._token = login.token
             login.done.set()
+        if self._on_new_token is not None:
+            self._on_new_token(login.token)
+        return login.token
 
     def invalidate(self, token: str) -> None:
         """Forget *token* (it was rejected), unless another thread already replaced it."""

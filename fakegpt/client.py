@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from typing import Any, Callable, Generator, Mapping, Optional, Sequence, Tuple, Union
@@ -11,7 +12,10 @@ from urllib.parse import urlsplit
 import requests
 
 from ._auth import AccessToken, SharedTokenLogin, new_session_password
+from ._cache import SessionCache, default_cache_path
+from ._config import env_max_retries, env_session_cache, env_str, env_timeout
 from ._constants import BROWSER_HEADERS, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_MAXSIZE
+from ._conversation import Conversation
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, flatten_prompt, validate_messages, web_model
 from ._retry import make_retrying, retry_after_seconds
 from ._stream import Reply, Stream, StreamState, _Reader
@@ -48,6 +52,16 @@ class _TokenRejected(Exception):
         self.error = error
 
 
+class _Default:
+    """The "not given" marker of settings the environment can supply."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+DEFAULT = _Default()
+
+
 class Client:
     """A blocking client for a ChatGPT-web "shared account" server.
 
@@ -70,6 +84,14 @@ class Client:
         makes a fresh random one.
     :param access_token: skip the shared-token login and use this token (a
         401 is then final: the client does not log in on its own).
+    :param session_cache: keep the login in a file shared by processes, so a
+        new process skips the login: ``True`` for the per-user cache file, or
+        a path. A cached token the server rejects is replaced.
+
+    Settings left out come from the environment (``FAKEGPT_BASE_URL``,
+    ``FAKEGPT_PROXY``, ``FAKEGPT_TIMEOUT``, ``FAKEGPT_MAX_RETRIES``,
+    ``FAKEGPT_SESSION_CACHE``), else the defaults; an argument always wins.
+    ``proxy=""`` means no proxy even if ``FAKEGPT_PROXY`` is set.
 
     The client is thread-safe: one ``requests.Session`` (its connection pool
     and cookie jar lock internally) serves every thread, and the first
@@ -78,20 +100,29 @@ class Client:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: Optional[str] = None,
         *,
         proxy: Optional[str] = None,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = DEFAULT_MAX_RETRIES,
+        timeout: Union[Timeout, _Default] = DEFAULT,
+        max_retries: Union[int, _Default] = DEFAULT,
         session_password: Optional[str] = None,
         access_token: Optional[str] = None,
+        session_cache: Union[None, bool, str, "os.PathLike[str]"] = None,
     ) -> None:
+        if base_url is None:
+            base_url = env_str("FAKEGPT_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = _check_base_url(base_url)
-        self.proxy = _check_proxy(proxy)
+        self.proxy = _check_proxy(env_str("FAKEGPT_PROXY") if proxy is None else proxy)
+        if timeout is DEFAULT:
+            timeout = env_timeout() or DEFAULT_TIMEOUT
         self.timeout = _check_timeout(timeout)
+        if max_retries is DEFAULT:
+            max_retries = env_max_retries()
+            max_retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
         self.max_retries = _check_max_retries(max_retries)
         _check_optional_str("session_password", session_password)
         _check_optional_str("access_token", access_token)
+        self._cache = _session_cache(session_cache)
         self._password = session_password or new_session_password()
         self._session = requests.Session()
         self._session.headers.update(BROWSER_HEADERS)
@@ -100,10 +131,13 @@ class Client:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
-        login = SharedTokenLogin(self._send, self._session, self._password)
-        self._token = AccessToken(None if access_token else login, access_token)
+        login = SharedTokenLogin(self._send, self._session, self._password, stable=session_password is not None)
+        save = self._save_login if self._cache is not None else None
+        self._token = AccessToken(None if access_token else login, access_token, on_new_token=save)
         self._sleep: Optional[Callable[[float], Any]] = None  # tests record waits here
         self._closed = False
+        if self._cache is not None and not access_token:
+            self._restore_login()
 
     # -- public API --------------------------------------------------------
     def stream(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Stream:
@@ -126,10 +160,25 @@ class Client:
     def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
         """The whole reply to *messages*: a :class:`Reply`, which is the text
         itself (a ``str``) carrying the reply's ids and finish reason."""
-        with self.stream(messages, model) as stream:
-            for _ in stream:
-                pass
-        return stream.reply()
+        return self._drain(self.stream(messages, model))
+
+    def conversation(
+        self,
+        *,
+        conversation_id: Optional[str] = None,
+        parent_message_id: Optional[str] = None,
+        model: Optional[str] = DEFAULT_MODEL,
+        auto_continue: bool = False,
+    ) -> Conversation:
+        """A conversation the server keeps: each call sends only the new message.
+
+        Give both ids (saved from an earlier :class:`Conversation`) to resume
+        one. With *auto_continue*, a reply that stops at the length limit is
+        continued until it is whole, as one seamless stream.
+        """
+        self._check_open()
+        return Conversation(self, conversation_id=conversation_id, parent_message_id=parent_message_id,
+                            model=model, auto_continue=auto_continue)
 
     @property
     def access_token(self) -> Optional[str]:
@@ -158,6 +207,17 @@ class Client:
         return f"<fakegpt.Client {self.base_url!r} {state}>"
 
     # -- the conversation call ---------------------------------------------
+    def _stream(self, generate: Callable[[StreamState], Generator[str, None, None]]) -> Stream:
+        self._check_open()
+        return Stream(generate)
+
+    @staticmethod
+    def _drain(stream: Stream) -> Reply:
+        with stream:
+            for _ in stream:
+                pass
+        return stream.reply()
+
     def _generate(
         self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
         require_text: bool = True,
@@ -271,6 +331,17 @@ class Client:
         )
         raise self._scrub(error)
 
+    # -- the session cache ---------------------------------------------------
+    def _restore_login(self) -> None:
+        entry = self._cache.load(self.base_url)  # type: ignore[union-attr]
+        if entry is not None:
+            self._session.cookies.update(self._cache.cookies(entry))  # type: ignore[union-attr]
+            self._token.set(entry["access_token"])
+            logger.debug("session cache: using the saved login for %s", self.base_url)
+
+    def _save_login(self, token: str) -> None:
+        self._cache.save(self.base_url, token, self._session.cookies)  # type: ignore[union-attr]
+
     def _scrub(self, error: FakeGptError) -> FakeGptError:
         return redact(error, (self._token.current, self._password))
 
@@ -315,6 +386,18 @@ def _check_stream_response(response: requests.Response) -> None:
             response.close()
         detail = detail_from_body(body, content_type)
         raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
+
+
+def _session_cache(value: Any) -> Optional[SessionCache]:
+    if value is None:
+        value = env_session_cache()
+    if value is True:
+        return SessionCache(default_cache_path())
+    if value is False:
+        return None
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value):
+        return SessionCache(value)
+    raise TypeError(f"session_cache must be True, False, None or a path, not {value!r}")
 
 
 def _check_base_url(base_url: Any) -> str:

@@ -289,3 +289,34 @@ def test_errors_pickle_and_copy_with_their_attributes(error):
 
     for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
         assert type(clone) is type(error) and str(clone) == str(error) and vars(clone) == vars(error)
+
+
+def test_a_given_session_password_always_picks_the_same_account(server):
+    """History lives under (account, password): with a fixed password, the login returns to the same account."""
+    many = [f"{i:032x}" for i in range(8)]
+    chosen = set()
+    for counts in ([0] * 8, list(range(8)), list(range(8))[::-1]):
+        server.rsps.reset()
+        server.loads(tokens=many if counts[0] == 0 else many[::-1], counts=counts)
+        server.login()
+        server.session()
+        server.conversation()
+        with fakegpt.Client("https://chat.test", session_password="my-history") as client:
+            client.complete(MESSAGES)
+        chosen.add(server.login_tokens()[0])
+    assert len(chosen) == 1  # whatever the order and the load
+
+
+def test_different_passwords_spread_over_the_accounts(server):
+    many = [f"{i:032x}" for i in range(8)]
+    chosen = set()
+    for n in range(12):
+        server.rsps.reset()
+        server.loads(tokens=many)
+        server.login()
+        server.session()
+        server.conversation()
+        with fakegpt.Client("https://chat.test", session_password=f"user-{n}") as client:
+            client.complete(MESSAGES)
+        chosen.add(server.login_tokens()[0])
+    assert len(chosen) >= 3
