@@ -18,6 +18,9 @@ import traceback
 from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
+from ._conversation import Conversation
+from ._protocol import flatten_prompt
+from ._stream import Stream
 from .client import Client
 from .exceptions import FakeGptError
 
@@ -32,6 +35,7 @@ examples:
   fakegpt chat --base-url http://localhost:8787 "What is SSE?"
   echo "Summarise: ..." | fakegpt chat --system "Be brief." --base-url URL
   fakegpt chat --emulator                        an interactive chat (on a terminal)
+  fakegpt chat --base-url URL --conversation-id ID --parent-id ID "And then?"
   fakegpt serve --port 8787 --delay 0.05         run the emulator for other programs
 """
 
@@ -71,6 +75,9 @@ def _parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParse
     chat.add_argument("--proxy", metavar="URL", help="http(s) or socks5 proxy for every request")
     chat.add_argument("--timeout", metavar="SECONDS", type=float, help="connect and read timeout")
     chat.add_argument("--emulator", action="store_true", help="start the embedded emulator for this run and use it")
+    chat.add_argument("--conversation-id", metavar="ID",
+                      help="go on with a conversation the server keeps (with --parent-id)")
+    chat.add_argument("--parent-id", metavar="ID", help="the id of the reply to go on from")
 
     serve = commands.add_parser(
         "serve", help="run the embedded emulator until interrupted", parents=[debug],
@@ -82,6 +89,8 @@ def _parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParse
                        help="pause between streamed words (default: %(default)s)")
     serve.add_argument("--format", choices=("cumulative", "v1"), default="cumulative",
                        help="stream format when the client does not ask for one (default: %(default)s)")
+    serve.add_argument("--max-words", type=int, metavar="N",
+                       help="stop replies after N words with finish reason max_tokens (to try 'continue')")
     return parser, {"chat": chat, "serve": serve}
 
 
@@ -139,6 +148,8 @@ def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
 def _chat(args: argparse.Namespace) -> int:
     if args.emulator and args.base_url:
         raise _UsageError("--emulator and --base-url exclude each other")
+    if (args.conversation_id is None) != (args.parent_id is None):
+        raise _UsageError("--conversation-id and --parent-id go together")
     prompt = " ".join(args.prompt)
     stdin = sys.stdin  # None when the process was started without one
     interactive = not prompt and stdin is not None and stdin.isatty()
@@ -154,7 +165,15 @@ def _chat(args: argparse.Namespace) -> int:
         with client:
             if interactive:
                 return _interactive(client, args)
-            _print_reply(client, _messages(args.system, [("user", prompt)]), args.model)
+            if args.conversation_id is None:  # one question: the whole prompt in one message
+                _print_stream(client.stream(_messages(args.system, prompt), model=args.model))
+                return 0
+            conversation = client.conversation(conversation_id=args.conversation_id,
+                                               parent_message_id=args.parent_id, model=args.model)
+            try:
+                _print_stream(conversation.stream(_first_turn(args.system, prompt)))
+            finally:
+                _resume_hint(conversation)
     return 0
 
 
@@ -178,14 +197,24 @@ def _client_options(args: argparse.Namespace, base_url: Optional[str]) -> dict:
     return options
 
 
-def _messages(system: Optional[str], turns: List[Any]) -> List[dict]:
+def _messages(system: Optional[str], prompt: str) -> List[dict]:
     messages = [{"role": "system", "content": system}] if system else []
-    return messages + [{"role": role, "content": text} for role, text in turns]
+    return messages + [{"role": "user", "content": prompt}]
 
 
-def _print_reply(client: Client, messages: List[dict], model: str, out: Optional[TextIO] = None) -> str:
+def _first_turn(system: Optional[str], text: str) -> str:
+    """A conversation has no system role: the first message carries it, flattened."""
+    return flatten_prompt(_messages(system, text)) if system else text
+
+
+def _resume_hint(conversation: Conversation) -> None:
+    if conversation.conversation_id and conversation.parent_message_id:
+        print(f"to go on: --conversation-id {conversation.conversation_id} "
+              f"--parent-id {conversation.parent_message_id}", file=sys.stderr)
+
+
+def _print_stream(stream: Stream, out: Optional[TextIO] = None) -> str:
     out = out or sys.stdout
-    stream = client.stream(messages, model=model)
     spinner = _Spinner() if sys.stderr.isatty() else None
     try:
         with stream:
@@ -205,27 +234,30 @@ def _print_reply(client: Client, messages: List[dict], model: str, out: Optional
 
 
 def _interactive(client: Client, args: argparse.Namespace) -> int:
-    turns: List[Any] = []
+    """A conversation the server keeps: each line goes as the next message."""
+    conversation = client.conversation(conversation_id=args.conversation_id, parent_message_id=args.parent_id,
+                                       model=args.model)
+    system = args.system if args.conversation_id is None else None
     print("fakegpt chat: type a message; Ctrl-D or 'exit' quits.", file=sys.stderr)
-    while True:
-        sys.stderr.write("you> ")  # prompts go to stderr: stdout carries only replies
-        sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line:  # Ctrl-D
-            print(file=sys.stderr)
-            return 0
-        if line.strip() in ("exit", "quit"):
-            return 0
-        if not line.strip():
-            continue
-        turns.append(("user", line))
-        try:
-            answer = _print_reply(client, _messages(args.system, turns), args.model)
-        except FakeGptError as error:
-            turns.pop()
-            print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
-            continue
-        turns.append(("assistant", answer))
+    try:
+        while True:
+            sys.stderr.write("you> ")  # prompts go to stderr: stdout carries only replies
+            sys.stderr.flush()
+            line = sys.stdin.readline()
+            if not line:  # Ctrl-D
+                print(file=sys.stderr)
+                return 0
+            if line.strip() in ("exit", "quit"):
+                return 0
+            if not line.strip():
+                continue
+            try:
+                _print_stream(conversation.stream(_first_turn(system, line.strip())))
+                system = None
+            except FakeGptError as error:
+                print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
+    finally:
+        _resume_hint(conversation)
 
 
 class _Spinner:
@@ -256,8 +288,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.delay < 0:
         raise _UsageError("--delay must be 0 or more")
+    if args.max_words is not None and args.max_words < 1:
+        raise _UsageError("--max-words must be 1 or more")
     try:
-        emulator = Emulator(host=args.host, port=args.port, delay=args.delay, format=args.format).start()
+        emulator = Emulator(host=args.host, port=args.port, delay=args.delay, format=args.format,
+                            max_words=args.max_words).start()
     except OSError as error:
         raise FakeGptError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from error
     stop = threading.Event()
