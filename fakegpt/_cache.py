@@ -59,10 +59,13 @@ class SessionCache:
         return f"<fakegpt SessionCache {self.path!r}>"
 
     def load(self, base_url: str) -> Optional[Dict[str, Any]]:
-        """The saved login for *base_url*: ``{"access_token", "cookies"}``, or ``None``."""
+        """The saved login for *base_url*: ``{"access_token", "cookies",
+        "session_password"}``, or ``None``."""
         entry = self._read().get(base_url)
-        if not isinstance(entry, dict) or not isinstance(entry.get("access_token"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("access_token"), str) or not entry["access_token"]:
             return None
+        if not isinstance(entry.get("session_password"), str):
+            entry["session_password"] = None
         return entry
 
     def cookies(self, entry: Dict[str, Any]) -> RequestsCookieJar:
@@ -77,10 +80,16 @@ class SessionCache:
                 ))
         return jar
 
-    def save(self, base_url: str, access_token: str, cookies: RequestsCookieJar) -> None:
-        """Store the login for *base_url* (the other servers' entries are kept)."""
+    def save(self, base_url: str, access_token: str, cookies: RequestsCookieJar,
+             session_password: Optional[str] = None) -> None:
+        """Store the login for *base_url* (the other servers' entries are kept).
+
+        The isolation password goes along: the server keeps conversations under
+        it, so a later process that logs in again with it finds them again.
+        """
         entry = {
             "access_token": access_token,
+            "session_password": session_password,
             "cookies": [
                 {"name": c.name, "value": c.value, "domain": c.domain, "path": c.path, "secure": c.secure,
                  "expires": c.expires}

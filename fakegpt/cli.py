@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
 from ._conversation import Conversation
@@ -37,6 +37,11 @@ examples:
   fakegpt chat --emulator                        an interactive chat (on a terminal)
   fakegpt chat --base-url URL --conversation-id ID --parent-id ID "And then?"
   fakegpt serve --port 8787 --delay 0.05         run the emulator for other programs
+
+environment (an option beats its variable):
+  FAKEGPT_BASE_URL, FAKEGPT_PROXY, FAKEGPT_TIMEOUT (seconds or connect,read),
+  FAKEGPT_MAX_RETRIES, FAKEGPT_SESSION_CACHE (1 or a file: keep the login, and
+  so the conversations, for later runs), FAKEGPT_LOG (debug or info)
 """
 
 
@@ -169,11 +174,12 @@ def _chat(args: argparse.Namespace) -> int:
                 _print_stream(client.stream(_messages(args.system, prompt), model=args.model))
                 return 0
             conversation = client.conversation(conversation_id=args.conversation_id,
-                                               parent_message_id=args.parent_id, model=args.model)
+                                               parent_message_id=args.parent_id, model=args.model,
+                                               auto_continue=True)
             try:
                 _print_stream(conversation.stream(_first_turn(args.system, prompt)))
             finally:
-                _resume_hint(conversation)
+                _resume_hint(conversation, client, args)
     return 0
 
 
@@ -207,10 +213,16 @@ def _first_turn(system: Optional[str], text: str) -> str:
     return flatten_prompt(_messages(system, text)) if system else text
 
 
-def _resume_hint(conversation: Conversation) -> None:
-    if conversation.conversation_id and conversation.parent_message_id:
-        print(f"to go on: --conversation-id {conversation.conversation_id} "
-              f"--parent-id {conversation.parent_message_id}", file=sys.stderr)
+def _resume_hint(conversation: Conversation, client: Client, args: argparse.Namespace) -> None:
+    """How to go on with *conversation* in a later run (one line on stderr)."""
+    if args.emulator or not (conversation.conversation_id and conversation.parent_message_id):
+        return  # the embedded emulator, and its conversations, end with this run
+    if client.session_cache is None:  # the server keeps conversations per login, and this one is not kept
+        print("note: to go on with a conversation in a later run, set FAKEGPT_SESSION_CACHE=1 "
+              "(the server keeps conversations per login)", file=sys.stderr)
+        return
+    print(f"to go on: --conversation-id {conversation.conversation_id} --parent-id {conversation.parent_message_id}",
+          file=sys.stderr)
 
 
 def _print_stream(stream: Stream, out: Optional[TextIO] = None) -> str:
@@ -236,7 +248,7 @@ def _print_stream(stream: Stream, out: Optional[TextIO] = None) -> str:
 def _interactive(client: Client, args: argparse.Namespace) -> int:
     """A conversation the server keeps: each line goes as the next message."""
     conversation = client.conversation(conversation_id=args.conversation_id, parent_message_id=args.parent_id,
-                                       model=args.model)
+                                       model=args.model, auto_continue=True)
     system = args.system if args.conversation_id is None else None
     print("fakegpt chat: type a message; Ctrl-D or 'exit' quits.", file=sys.stderr)
     try:
@@ -257,7 +269,7 @@ def _interactive(client: Client, args: argparse.Namespace) -> int:
             except FakeGptError as error:
                 print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
     finally:
-        _resume_hint(conversation)
+        _resume_hint(conversation, client, args)
 
 
 class _Spinner:

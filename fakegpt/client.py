@@ -6,7 +6,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Callable, Generator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -80,13 +80,16 @@ class Client:
     :param timeout: seconds, or ``(connect, read)``. The read timeout also
         bounds a stall in the middle of a stream.
     :param max_retries: retries of a failed call, not counting the first try.
-    :param session_password: the isolation password used at login; ``None``
-        makes a fresh random one.
+    :param session_password: the isolation password used at login (the
+        server keeps conversations under it); ``None`` reuses the one in the
+        session cache, else makes a fresh random one.
     :param access_token: skip the shared-token login and use this token (a
         401 is then final: the client does not log in on its own).
     :param session_cache: keep the login in a file shared by processes, so a
         new process skips the login: ``True`` for the per-user cache file, or
-        a path. A cached token the server rejects is replaced.
+        a path. A cached token the server rejects is replaced; the isolation
+        password is cached too, so conversations outlive a re-login.
+        ``None`` reads ``FAKEGPT_SESSION_CACHE``.
 
     Settings left out come from the environment (``FAKEGPT_BASE_URL``,
     ``FAKEGPT_PROXY``, ``FAKEGPT_TIMEOUT``, ``FAKEGPT_MAX_RETRIES``,
@@ -123,6 +126,10 @@ class Client:
         _check_optional_str("session_password", session_password)
         _check_optional_str("access_token", access_token)
         self._cache = _session_cache(session_cache)
+        cached = self._cache.load(self.base_url) if self._cache is not None and not access_token else None
+        if session_password is None and cached is not None and cached.get("session_password"):
+            # The password of the process that logged in: its history stays reachable after a re-login.
+            session_password = cached["session_password"]
         self._password = session_password or new_session_password()
         self._session = requests.Session()
         self._session.headers.update(BROWSER_HEADERS)
@@ -131,15 +138,22 @@ class Client:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
-        login = SharedTokenLogin(self._send, self._session, self._password, stable=session_password is not None)
+        # A chosen or cached password wants its history back: the same account each login.
+        stable = session_password is not None or self._cache is not None
+        login = SharedTokenLogin(self._send, self._session, self._password, stable=stable)
         save = self._save_login if self._cache is not None else None
         self._token = AccessToken(None if access_token else login, access_token, on_new_token=save)
         self._sleep: Optional[Callable[[float], Any]] = None  # tests record waits here
         self._closed = False
-        if self._cache is not None and not access_token:
-            self._restore_login()
+        if cached is not None:
+            self._restore_login(cached)
 
     # -- public API --------------------------------------------------------
+    @property
+    def session_cache(self) -> Optional[str]:
+        """The session cache file in use, or ``None``."""
+        return self._cache.path if self._cache is not None else None
+
     def stream(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Stream:
         """Stream the reply to *messages*: a generator of non-empty ``str`` deltas.
 
@@ -332,15 +346,13 @@ class Client:
         raise self._scrub(error)
 
     # -- the session cache ---------------------------------------------------
-    def _restore_login(self) -> None:
-        entry = self._cache.load(self.base_url)  # type: ignore[union-attr]
-        if entry is not None:
-            self._session.cookies.update(self._cache.cookies(entry))  # type: ignore[union-attr]
-            self._token.set(entry["access_token"])
-            logger.debug("session cache: using the saved login for %s", self.base_url)
+    def _restore_login(self, entry: Dict[str, Any]) -> None:
+        self._session.cookies.update(self._cache.cookies(entry))  # type: ignore[union-attr]
+        self._token.set(entry["access_token"])
+        logger.debug("session cache: using the saved login for %s", self.base_url)
 
     def _save_login(self, token: str) -> None:
-        self._cache.save(self.base_url, token, self._session.cookies)  # type: ignore[union-attr]
+        self._cache.save(self.base_url, token, self._session.cookies, self._password)  # type: ignore[union-attr]
 
     def _scrub(self, error: FakeGptError) -> FakeGptError:
         return redact(error, (self._token.current, self._password))

@@ -2,6 +2,7 @@
 import io
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -65,6 +66,9 @@ def test_base_url_from_the_environment_and_model(capsys, fakegpt_emulator, monke
         (["frobnicate"], "", "invalid choice"),
         ([], "", "required"),
         (["serve", "--delay", "-1"], "", "--delay must be 0 or more"),
+        (["serve", "--max-words", "0"], "", "--max-words must be 1 or more"),
+        (["chat", "--emulator", "--conversation-id", "c1", "hi"], "", "--conversation-id and --parent-id go together"),
+        (["chat", "--emulator", "--parent-id", "p1", "hi"], "", "--conversation-id and --parent-id go together"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, stdin, text):
@@ -99,6 +103,7 @@ def test_version_and_help(capsys):
     assert status == 0 and out.strip() == f"fakegpt {fakegpt.__version__}"
     status, out, _ = run(["--help"], capsys)
     assert status == 0 and "examples:" in out and "fakegpt chat --emulator" in out
+    assert "FAKEGPT_SESSION_CACHE" in out and "FAKEGPT_LOG" in out
     status, out, _ = run(["chat", "--help"], capsys)
     assert status == 0 and "--emulator" in out and "--system TEXT" in out
     status, out, _ = run(["serve", "--help"], capsys)
@@ -202,7 +207,50 @@ def test_interactive_chat_on_a_terminal(quit_with):
     assert process.returncode == 0
     lines = out.decode().splitlines()
     assert lines[0] == default_responder("first question")
+    # One conversation the server keeps: the second reply knows the first question.
     assert len(lines) == 2 and lines[1].startswith('Hello! You said "second one".')
+    assert 'Earlier you said "first question"' in lines[1]
+
+
+def test_interactive_chat_prints_how_to_go_on(tmp_path):
+    """Against a server that outlives the run, with the session cache on, the
+    chat ends with the ids a later run resumes from."""
+    with Emulator() as emulator:
+        master, slave = pty.openpty()
+        process = subprocess.Popen(console_script() + ["chat", "--base-url", emulator.url], stdin=slave,
+                                   stdout=subprocess.PIPE, stderr=slave,
+                                   env={**os.environ, "FAKEGPT_SESSION_CACHE": str(tmp_path / "cache.json")})
+        os.close(slave)
+        try:
+            read_until(master, b"you> ")
+            os.write(master, b"remember the word teapot\n")
+            read_until(master, b"you> ")
+            os.write(master, b"exit\n")
+            out, _ = process.communicate(timeout=10)
+            terminal = _drain(master)
+        finally:
+            process.kill()
+            os.close(master)
+        assert process.returncode == 0
+        ids = re.search(rb"to go on: --conversation-id (\S+) --parent-id (\S+)", terminal)
+        assert ids, terminal
+        with fakegpt.Client(emulator.url, session_cache=tmp_path / "cache.json") as client:
+            reply = client.conversation(conversation_id=ids[1].decode(), parent_message_id=ids[2].decode()).complete(
+                "which word?")
+        assert 'Earlier you said "remember the word teapot"' in reply
+
+
+def _drain(fd) -> bytes:
+    data = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the other side of the terminal is gone
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def test_no_stdin_at_all_is_a_usage_error():
@@ -223,3 +271,62 @@ def test_a_closed_stdout_pipe_ends_quietly_with_141():
         process.kill()
         process.stderr.close()
     assert process.returncode == 141 and err == b""
+
+
+# -- conversations across runs ------------------------------------------------------------
+def test_one_shot_resume_goes_on_and_prints_the_next_ids(capsys, fakegpt_emulator, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKEGPT_SESSION_CACHE", str(tmp_path / "cache.json"))
+    with fakegpt.Client(fakegpt_emulator.url) as client:  # an earlier run, sharing the login through the cache
+        conversation = client.conversation()
+        conversation.complete("first question")
+    status, out, err = run(["chat", "--base-url", fakegpt_emulator.url, "--conversation-id",
+                            conversation.conversation_id, "--parent-id", conversation.parent_message_id,
+                            "second question"], capsys)
+    assert status == 0 and 'Earlier you said "first question"' in out
+    ids = re.fullmatch(r"to go on: --conversation-id (\S+) --parent-id (\S+)\n", err)
+    assert ids and ids[1] == conversation.conversation_id and ids[2] != conversation.parent_message_id
+    status, out, err = run(["chat", "--base-url", fakegpt_emulator.url, "--conversation-id", ids[1],
+                            "--parent-id", ids[2], "third question"], capsys)
+    assert status == 0 and 'Earlier you said "second question"' in out
+    assert fakegpt_emulator.counts["logins"] == 1
+
+
+def test_resume_without_a_shared_login_is_a_clear_404(capsys, fakegpt_emulator, monkeypatch):
+    monkeypatch.delenv("FAKEGPT_SESSION_CACHE", raising=False)
+    with fakegpt.Client(fakegpt_emulator.url) as client:
+        conversation = client.conversation()
+        conversation.complete("first question")
+    status, out, err = run(["chat", "--base-url", fakegpt_emulator.url, "--conversation-id",
+                            conversation.conversation_id, "--parent-id", conversation.parent_message_id, "again"],
+                           capsys)
+    assert status == 1 and out == ""
+    note, error = err.splitlines()
+    assert note.startswith("note: to go on with a conversation in a later run, set FAKEGPT_SESSION_CACHE=1")
+    assert error == "fakegpt: error: APIStatusError: POST /api/conversation failed: HTTP 404: Conversation not found"
+
+
+def test_a_resumed_reply_cut_short_is_continued_seamlessly(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKEGPT_SESSION_CACHE", str(tmp_path / "cache.json"))
+    with Emulator(max_words=4) as emulator:
+        with fakegpt.Client(emulator.url) as client:
+            conversation = client.conversation(auto_continue=True)
+            whole = conversation.complete("tell me about continuing")
+        status, out, _ = run(["chat", "--base-url", emulator.url, "--conversation-id", conversation.conversation_id,
+                              "--parent-id", conversation.parent_message_id, "and more"], capsys)
+    assert len(whole.split()) > 4 and status == 0
+    assert out.startswith('Hello! You said "and more".') and len(out.split()) > 4
+    assert 'Earlier you said "tell me about continuing"' in out
+
+
+def test_serve_max_words_cuts_replies_short():
+    process = subprocess.Popen(console_script() + ["serve", "--port", "0", "--delay", "0", "--max-words", "3"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        with fakegpt.Client(url) as client:
+            reply = client.complete([{"role": "user", "content": "hi"}])
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert reply.finish_reason == "max_tokens" and reply.split() == default_responder("hi").split()[:3]
