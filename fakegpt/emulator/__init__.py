@@ -9,7 +9,7 @@ deterministic replies, and lets a test break it on purpose::
     >>> with Emulator() as emulator:
     ...     emulator.fail_next(429, headers={"Retry-After": "0"})
     ...     with fakegpt.Client(emulator.url) as client:
-    ...         print(client.complete([{"role": "user", "content": "hi"}])[:23])
+    ...         print(client.complete([{"role": "user", "content": "hi"}])[:21])
     ...     print(emulator.counts["conversations"], emulator.counts["logins"])
     Hello! You said "hi".
     2 1

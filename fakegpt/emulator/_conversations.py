@@ -51,8 +51,8 @@ def default_responder(prompt: str, history: History = ()) -> str:
     answer mentions the previous user message, which shows that the server
     kept the history.
 
-    >>> default_responder("What is Python?")[:38]
-    'Hello! You said "What is Python?". Let'
+    >>> default_responder("What is Python?")[:34]
+    'Hello! You said "What is Python?".'
     """
     question = _question(prompt)
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
