@@ -258,6 +258,9 @@ class _Reader:
 class Reply(str):
     """A finished reply: the text itself (a ``str``), plus what the server said about it.
 
+    The ids of a one-shot reply (``Client.complete``) cannot be resumed: the
+    server keeps no history for those calls. Use ``Client.conversation()``.
+
     >>> reply = Reply("Hi!", conversation_id="c1", finish_reason="stop")
     >>> reply == "Hi!", reply.finish_reason
     (True, 'stop')
