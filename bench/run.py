@@ -6,9 +6,11 @@
     python bench/run.py --smoke      # tiny sizes, targets not checked (the test suite runs this)
 
 The emulator runs in a separate process (so the server does not share the
-client's GIL). Contenders alternate round by round; the table shows medians
-and ratios measured in this one run. CPU time is the client process's
-(``time.process_time``: every thread of it). Contenders:
+client's GIL). Contenders alternate round by round, in a rotating order; the
+table shows each contender's median, and as the ratio the median of the
+per-round ratios (measurements taken moments apart, all in this one run).
+CPU time is the client process's (``time.process_time``: every thread of
+it). Contenders:
 
 * fakegpt: ``Client.stream`` and ``FakeGpt.create_async_generator``;
 * floor: bare ``requests`` + splitting lines + ``json.loads``, nothing else
@@ -185,13 +187,29 @@ ROWS: List[Row] = []
 
 
 def row(workload: str, unit: str, value: float, against: str = "", base: Optional[float] = None,
-        limit: Optional[float] = None, kind: str = "ratio") -> None:
-    ratio = value / base if base else None
+        limit: Optional[float] = None, kind: str = "ratio", ratio: Optional[float] = None) -> None:
+    if ratio is None and base:
+        ratio = value / base
     ROWS.append((workload, unit, value, against, base, ratio, limit, kind))
 
 
-def rounds(contenders: Dict[str, Callable[[], float]], repeat: int) -> Dict[str, float]:
-    """Run each contender *repeat* times, alternating and rotating the order; medians."""
+class Measured(Dict[str, float]):
+    """Each contender's median, and the samples behind them, round by round."""
+
+    def __init__(self, samples: Dict[str, List[float]]) -> None:
+        super().__init__({name: statistics.median(values) for name, values in samples.items()})
+        self.samples = samples
+
+    def ratio(self, name: str, base: str) -> float:
+        """The median of the per-round ratios. A round runs every contender back
+        to back, so each ratio compares measurements taken moments apart; the
+        ratio of two medians would not, and this machine's speed drifts (its
+        samples fall into a fast and a slow mode, minutes apart)."""
+        return statistics.median(a / b for a, b in zip(self.samples[name], self.samples[base]))
+
+
+def rounds(contenders: Dict[str, Callable[[], float]], repeat: int) -> Measured:
+    """Run each contender *repeat* times, alternating and rotating the order."""
     for fn in contenders.values():
         fn()  # warm up: connections, caches, imports
     samples: Dict[str, List[float]] = {name: [] for name in contenders}
@@ -199,7 +217,7 @@ def rounds(contenders: Dict[str, Callable[[], float]], repeat: int) -> Dict[str,
     for i in range(repeat):
         for name in names[i % len(names):] + names[:i % len(names)]:
             samples[name].append(contenders[name]())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return Measured(samples)
 
 
 def streaming(server: Server, client: fakegpt.Client, original: Any, events: int, repeat: int) -> None:
@@ -225,11 +243,13 @@ def streaming(server: Server, client: fakegpt.Client, original: Any, events: int
             original.create_async_generator("gpt-3.5-turbo", prompt))))
     m = rounds(contenders, repeat * 3)  # cheap and noisy: more rounds
     name = f"{events} cumulative events, Client.stream"
-    row(name, "CPU", m["fakegpt"], "floor", m["floor"], 1.10)
+    row(name, "CPU", m["fakegpt"], "floor", m["floor"], 1.10, ratio=m.ratio("fakegpt", "floor"))
     if original is not None:
-        row(name, "CPU", m["fakegpt"], "original", m["original"], 1.00)
-    row(f"{events} events, format B, Client.stream", "CPU", m["fakegpt v1"], "floor v1", m["floor v1"], 1.10)
-    row(f"{events} cumulative events, create_async_generator", "CPU", m["async"], "Client.stream", m["fakegpt"], 1.25)
+        row(name, "CPU", m["fakegpt"], "original", m["original"], 1.00, ratio=m.ratio("fakegpt", "original"))
+    row(f"{events} events, format B, Client.stream", "CPU", m["fakegpt v1"], "floor v1", m["floor v1"], 1.10,
+        ratio=m.ratio("fakegpt v1", "floor v1"))
+    row(f"{events} cumulative events, create_async_generator", "CPU", m["async"], "Client.stream", m["fakegpt"], 1.25,
+        ratio=m.ratio("async", "fakegpt"))
     v1_client.close()
 
 
@@ -257,9 +277,9 @@ def concurrency(server: Server, original: Any, calls: int, events: int, repeat: 
         contenders["original many"] = lambda: wall(lambda: asyncio.run(theirs(calls)))
     m = rounds(contenders, repeat)
     name = f"{calls} concurrent async calls, {events} events 50 ms apart"
-    row(name, "wall", m["many"], "one call", m["one"], 1.15)
+    row(name, "wall", m["many"], "one call", m["one"], 1.15, ratio=m.ratio("many", "one"))
     if original is not None:
-        row(name, "wall", m["many"], "original", m["original many"], 1.00)
+        row(name, "wall", m["many"], "original", m["original many"], 1.00, ratio=m.ratio("many", "original many"))
 
 
 def requests_per_call(server: Server) -> None:
@@ -358,6 +378,7 @@ def report(check: bool) -> int:
     if not check:
         print("smoke run: sizes are tiny and targets are not checked")
         return 0
+    print("ratio: the median of per-round ratios (each round runs the contenders back to back)")
     print(f"{missed} target(s) missed" if missed else "all targets met")
     return 1 if missed else 0
 
