@@ -71,7 +71,8 @@ class SessionCache:
     def cookies(self, entry: Dict[str, Any]) -> RequestsCookieJar:
         """The cookies of a loaded entry, as a cookie jar."""
         jar = RequestsCookieJar()
-        for cookie in entry.get("cookies") or []:
+        cookies = entry.get("cookies")
+        for cookie in cookies if isinstance(cookies, list) else []:
             if isinstance(cookie, dict) and isinstance(cookie.get("name"), str):
                 jar.set_cookie(create_cookie(
                     cookie["name"], str(cookie.get("value", "")), domain=str(cookie.get("domain", "")),

@@ -80,6 +80,30 @@ def test_an_untrusted_file_is_ignored_with_a_warning(cache_path, spoil, problem)
         assert cache.load("http://a") is None
 
 
+@pytest.mark.parametrize("entry", [
+    {"access_token": "token", "cookies": 5, "session_password": 7},
+    {"access_token": "token", "cookies": "credential=x", "session_password": ["p"]},
+    {"access_token": "token", "cookies": [5, {"name": 3}, {"name": "ok", "value": 1, "expires": "soon"}]},
+])
+def test_odd_fields_in_an_entry_are_skipped_not_a_crash(cache_path, entry):
+    cache_path.parent.mkdir(mode=0o700)
+    cache_path.write_text(json.dumps({"format": "fakegpt-session-cache/1", "sessions": {"http://a": entry}}))
+    os.chmod(cache_path, 0o600)
+    loaded = SessionCache(cache_path).load("http://a")
+    assert loaded["access_token"] == "token" and loaded["session_password"] is None
+    assert [c.name for c in SessionCache(cache_path).cookies(loaded)] == (["ok"] if isinstance(entry["cookies"], list)
+                                                                          else [])
+
+
+@pytest.mark.parametrize("token", [None, 5, "", ["t"]])
+def test_an_entry_without_a_usable_token_is_no_entry(cache_path, token):
+    cache_path.parent.mkdir(mode=0o700)
+    cache_path.write_text(json.dumps({"format": "fakegpt-session-cache/1",
+                                      "sessions": {"http://a": {"access_token": token}, "http://b": "junk"}}))
+    os.chmod(cache_path, 0o600)
+    assert SessionCache(cache_path).load("http://a") is None and SessionCache(cache_path).load("http://b") is None
+
+
 def test_a_symlink_is_not_followed(cache_path, tmp_path):
     elsewhere = tmp_path / "elsewhere.json"
     SessionCache(elsewhere).save("http://a", "token-a", jar(), None)
