@@ -62,8 +62,9 @@ class SharedTokenLogin:
     """One login round; call it to get a fresh access token."""
 
     def __init__(self, send: Send, session: requests.Session, session_password: str, *, stable: bool = False) -> None:
-        """:param stable: the password was chosen by the caller, who wants the
-        history kept under it back: always prefer the same account for it."""
+        """:param stable: the password was chosen by the caller or is shared
+        through the session cache, and the history kept under it is wanted
+        back: always prefer the same account for it."""
         self._send = send
         self._session = session
         self._password = session_password

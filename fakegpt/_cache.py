@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -59,27 +60,61 @@ class SessionCache:
         return f"<fakegpt SessionCache {self.path!r}>"
 
     def load(self, base_url: str) -> Optional[Dict[str, Any]]:
-        """The saved login for *base_url*: ``{"access_token", "cookies",
-        "session_password"}``, or ``None``."""
-        entry = self._read().get(base_url)
-        if not isinstance(entry, dict) or not isinstance(entry.get("access_token"), str) or not entry["access_token"]:
+        """The saved login for *base_url*: ``{"access_token", "session_password",
+        "cookies"}`` (checked: each value is safe to send), or ``None``."""
+        entry = self._entry(self._read().get(base_url), base_url, quiet=False)
+        if entry is None or entry["access_token"] is None:
             return None
-        if not isinstance(entry.get("session_password"), str):
-            entry["session_password"] = None
         return entry
+
+    def claim_password(self, base_url: str, proposed: str) -> str:
+        """The isolation password every process using this cache shares for
+        *base_url*: the saved one, else *proposed*, saved now (under the lock,
+        so two processes starting at once agree on one). The server keeps
+        conversations per password: sharing one keeps each process's
+        conversations reachable from the next, whichever of them logged in."""
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            with self._locked(directory):
+                sessions = self._read(quiet=True)
+                raw = sessions.get(base_url)
+                entry = self._entry(raw, base_url, quiet=True)
+                if entry is not None and entry["session_password"] is not None:
+                    return entry["session_password"]
+                sessions[base_url] = {**(raw if entry is not None else {}), "session_password": proposed}
+                self._write({"format": _FORMAT, "sessions": sessions}, directory)
+        except OSError as error:
+            warnings.warn(f"could not write the session cache {self.path}: {error}", SessionCacheWarning,
+                          stacklevel=3)
+        return proposed
 
     def cookies(self, entry: Dict[str, Any]) -> RequestsCookieJar:
         """The cookies of a loaded entry, as a cookie jar."""
         jar = RequestsCookieJar()
-        cookies = entry.get("cookies")
-        for cookie in cookies if isinstance(cookies, list) else []:
-            if isinstance(cookie, dict) and isinstance(cookie.get("name"), str):
-                jar.set_cookie(create_cookie(
-                    cookie["name"], str(cookie.get("value", "")), domain=str(cookie.get("domain", "")),
-                    path=str(cookie.get("path", "/")), secure=bool(cookie.get("secure")),
-                    expires=cookie.get("expires") if isinstance(cookie.get("expires"), int) else None,
-                ))
+        for cookie in entry["cookies"]:
+            jar.set_cookie(create_cookie(
+                cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"],
+                secure=cookie["secure"], expires=cookie["expires"],
+            ))
         return jar
+
+    def _entry(self, raw: Any, base_url: str, quiet: bool) -> Optional[Dict[str, Any]]:
+        """*raw* checked, with only the fields fakegpt uses; ``None`` (and a
+        warning) for an entry a hostile or broken file could have planted."""
+        if raw is None:
+            return None
+        problem = _entry_problem(raw)
+        if problem:
+            self._ignore(f"has an unusable entry for {base_url} ({problem})", quiet)
+            return None
+        cookies = [
+            {"name": c["name"], "value": c.get("value", ""), "domain": c.get("domain", ""), "path": c.get("path", "/"),
+             "secure": bool(c.get("secure")), "expires": c.get("expires")}
+            for c in raw.get("cookies") or []
+        ]
+        return {"access_token": raw.get("access_token"), "session_password": raw.get("session_password"),
+                "cookies": cookies}
 
     def save(self, base_url: str, access_token: str, cookies: RequestsCookieJar,
              session_password: Optional[str] = None) -> None:
@@ -160,6 +195,40 @@ class SessionCache:
             yield
         finally:
             os.close(descriptor)  # releases the lock
+
+
+# What may go into a header: printable ASCII, no white space, a sane length.
+_SECRET = re.compile(r"[\x21-\x7e]{1,16384}\Z")
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}\Z")
+_COOKIE_VALUE = re.compile(r"[\x21-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{0,4096}\Z")  # no ; , \\
+_COOKIE_PLACE = re.compile(r"[\x21-\x7e]{0,1024}\Z")
+
+
+def _entry_problem(raw: Any) -> Optional[str]:
+    """What makes a cache entry unusable, or ``None``."""
+    if not isinstance(raw, dict):
+        return "not an object"
+    for field, what in (("access_token", "the access token"), ("session_password", "the session password")):
+        value = raw.get(field)
+        if value is not None and not (isinstance(value, str) and _SECRET.match(value)):
+            return f"{what} is not a printable ASCII string"
+    cookies = raw.get("cookies")
+    if cookies is None:
+        return None
+    if not isinstance(cookies, list) or len(cookies) > 64:
+        return "the cookies are not a short list"
+    for cookie in cookies:
+        if not isinstance(cookie, dict) or not isinstance(cookie.get("name"), str) or not _COOKIE_NAME.match(
+                cookie["name"]):
+            return "a cookie has no valid name"
+        for field, pattern in (("value", _COOKIE_VALUE), ("domain", _COOKIE_PLACE), ("path", _COOKIE_PLACE)):
+            value = cookie.get(field, "")
+            if not isinstance(value, str) or not pattern.match(value):
+                return f"a cookie's {field} is not valid"
+        expires = cookie.get("expires")
+        if expires is not None and (type(expires) is not int or not 0 <= expires < 2 ** 40):
+            return "a cookie's expiry is not a time"
+    return None
 
 
 def _untrusted(info: os.stat_result) -> Optional[str]:

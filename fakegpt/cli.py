@@ -196,6 +196,8 @@ def _server(args: argparse.Namespace) -> Iterator[Optional[str]]:
 
 def _client_options(args: argparse.Namespace, base_url: Optional[str]) -> dict:
     options: dict = {"proxy": args.proxy}
+    if args.emulator:
+        options["session_cache"] = False  # the emulator, and any login to it, ends with this run
     if base_url:
         options["base_url"] = base_url
     if args.timeout is not None:

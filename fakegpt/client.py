@@ -126,10 +126,15 @@ class Client:
         _check_optional_str("session_password", session_password)
         _check_optional_str("access_token", access_token)
         self._cache = _session_cache(session_cache)
-        cached = self._cache.load(self.base_url) if self._cache is not None and not access_token else None
-        if session_password is None and cached is not None and cached.get("session_password"):
-            # The password of the process that logged in: its history stays reachable after a re-login.
-            session_password = cached["session_password"]
+        cached = None
+        if self._cache is not None and not access_token:
+            cached = self._cache.load(self.base_url)
+            if session_password is None:
+                # One password per server for every process using the cache: each
+                # one's conversations stay reachable, whichever logs in next.
+                session_password = self._cache.claim_password(self.base_url, new_session_password())
+            if cached is not None and cached["session_password"] != session_password:
+                cached = None  # a login under another password: its conversations are not this client's
         self._password = session_password or new_session_password()
         self._session = requests.Session()
         self._session.headers.update(BROWSER_HEADERS)

@@ -107,6 +107,15 @@ MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture(autouse=True)
+def no_fakegpt_environment(monkeypatch):
+    """The suite runs the same whatever FAKEGPT_* settings the user has (a test sets its own)."""
+    import os
+
+    for name in [name for name in os.environ if name.startswith("FAKEGPT_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
 def fresh_provider_state():
     """FakeGpt keeps its login on the class, like the original: reset it around every test."""
     from fakegpt import provider

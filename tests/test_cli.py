@@ -38,6 +38,13 @@ def test_chat_with_the_embedded_emulator(capsys):
     assert out == default_responder("Say hello") + "\n"
 
 
+def test_the_embedded_emulator_leaves_nothing_in_the_session_cache(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKEGPT_SESSION_CACHE", str(tmp_path / "cache.json"))
+    status, out, err = run(["chat", "--emulator", "hi"], capsys)
+    assert (status, err) == (0, "") and out.startswith("Hello!")
+    assert not (tmp_path / "cache.json").exists()
+
+
 def test_prompt_from_stdin_and_a_system_message(capsys, fakegpt_emulator):
     status, out, err = run(["chat", "--base-url", fakegpt_emulator.url, "--system", "Be brief."], capsys,
                            stdin="  from stdin \n")
