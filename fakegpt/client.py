@@ -94,7 +94,8 @@ class Client:
     Settings left out come from the environment (``FAKEGPT_BASE_URL``,
     ``FAKEGPT_PROXY``, ``FAKEGPT_TIMEOUT``, ``FAKEGPT_MAX_RETRIES``,
     ``FAKEGPT_SESSION_CACHE``), else the defaults; an argument always wins.
-    ``proxy=""`` means no proxy even if ``FAKEGPT_PROXY`` is set.
+    ``proxy=""`` ignores ``FAKEGPT_PROXY`` (requests still applies
+    ``HTTP(S)_PROXY``, as it always does).
 
     The client is thread-safe: one ``requests.Session`` (its connection pool
     and cookie jar lock internally) serves every thread, and the first

@@ -12,17 +12,21 @@ class FakegptHelp(Directive):
     def run(self):
         from fakegpt import cli
 
-        previous = os.environ.get("COLUMNS")
-        os.environ["COLUMNS"] = "88"  # argparse wraps to the terminal: fix the width
+        # argparse wraps to the terminal's width, and may colour its output (3.14+): fix both.
+        fixed = {"COLUMNS": "88", "NO_COLOR": "1", "PYTHON_COLORS": "0"}
+        previous = {name: os.environ.get(name) for name in fixed}
+        os.environ.update(fixed)
         try:
             parser, commands = cli._parser()
             command = self.arguments[0] if self.arguments else None
             text = (commands[command] if command else parser).format_help()
         finally:
-            if previous is None:
-                del os.environ["COLUMNS"]
-            else:
-                os.environ["COLUMNS"] = previous
+            for name, value in previous.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
+        self.state.document.settings.record_dependencies.add(cli.__file__)  # rebuild when the CLI changes
         block = nodes.literal_block(text, text)
         block["language"] = "text"
         return [block]
