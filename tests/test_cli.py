@@ -194,60 +194,27 @@ def read_until(fd, marker: bytes, timeout=10.0) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("quit_with", [b"exit\n", b"\x04"], ids=["exit", "ctrl-d"])
-def test_interactive_chat_on_a_terminal(quit_with):
+def chat_on_a_terminal(argv, typed, env=None):
+    """Run ``fakegpt chat`` with stdin and stderr on a pseudo-terminal, typing
+    each of *typed* at a ``you>`` prompt; returns (status, stdout, terminal)."""
     master, slave = pty.openpty()
-    process = subprocess.Popen(console_script() + ["chat", "--emulator"], stdin=slave, stdout=subprocess.PIPE,
-                               stderr=slave)
+    process = subprocess.Popen(console_script() + ["chat"] + argv, stdin=slave, stdout=subprocess.PIPE,
+                               stderr=slave, env=env)
     os.close(slave)
     try:
-        read_until(master, b"you> ")
-        os.write(master, b"first question\n")
-        read_until(master, b"you> ")
-        os.write(master, b"second one\n")
-        read_until(master, b"you> ")
-        os.write(master, quit_with)
+        for keys in typed:
+            read_until(master, b"you> ")
+            os.write(master, keys)
         out, _ = process.communicate(timeout=10)
+        terminal = drain(master)
     finally:
         process.kill()
         os.close(master)
-    assert process.returncode == 0
-    lines = out.decode().splitlines()
-    assert lines[0] == default_responder("first question")
-    # One conversation the server keeps: the second reply knows the first question.
-    assert len(lines) == 2 and lines[1].startswith('Hello! You said "second one".')
-    assert 'Earlier you said "first question"' in lines[1]
+    return process.returncode, out.decode(), terminal
 
 
-def test_interactive_chat_prints_how_to_go_on(tmp_path):
-    """Against a server that outlives the run, with the session cache on, the
-    chat ends with the ids a later run resumes from."""
-    with Emulator() as emulator:
-        master, slave = pty.openpty()
-        process = subprocess.Popen(console_script() + ["chat", "--base-url", emulator.url], stdin=slave,
-                                   stdout=subprocess.PIPE, stderr=slave,
-                                   env={**os.environ, "FAKEGPT_SESSION_CACHE": str(tmp_path / "cache.json")})
-        os.close(slave)
-        try:
-            read_until(master, b"you> ")
-            os.write(master, b"remember the word teapot\n")
-            read_until(master, b"you> ")
-            os.write(master, b"exit\n")
-            out, _ = process.communicate(timeout=10)
-            terminal = _drain(master)
-        finally:
-            process.kill()
-            os.close(master)
-        assert process.returncode == 0
-        ids = re.search(rb"to go on: --conversation-id (\S+) --parent-id (\S+)", terminal)
-        assert ids, terminal
-        with fakegpt.Client(emulator.url, session_cache=tmp_path / "cache.json") as client:
-            reply = client.conversation(conversation_id=ids[1].decode(), parent_message_id=ids[2].decode()).complete(
-                "which word?")
-        assert 'Earlier you said "remember the word teapot"' in reply
-
-
-def _drain(fd) -> bytes:
+def drain(fd) -> bytes:
+    """What is left to read on a terminal whose other side has exited."""
     data = b""
     while select.select([fd], [], [], 0.5)[0]:
         try:
@@ -258,6 +225,33 @@ def _drain(fd) -> bytes:
             break
         data += chunk
     return data
+
+
+@pytest.mark.parametrize("quit_with", [b"exit\n", b"\x04"], ids=["exit", "ctrl-d"])
+def test_interactive_chat_on_a_terminal(quit_with):
+    status, out, _ = chat_on_a_terminal(["--emulator"], [b"first question\n", b"second one\n", quit_with])
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == default_responder("first question")
+    # One conversation the server keeps: the second reply knows the first question.
+    assert len(lines) == 2 and lines[1].startswith('Hello! You said "second one".')
+    assert 'Earlier you said "first question"' in lines[1]
+
+
+def test_interactive_chat_prints_how_to_go_on(tmp_path):
+    """Against a server that outlives the run, with the session cache on, the
+    chat ends with the ids a later run resumes from."""
+    with Emulator() as emulator:
+        status, _, terminal = chat_on_a_terminal(
+            ["--base-url", emulator.url], [b"remember the word teapot\n", b"exit\n"],
+            env={**os.environ, "FAKEGPT_SESSION_CACHE": str(tmp_path / "cache.json")})
+        assert status == 0
+        ids = re.search(rb"to go on: --conversation-id (\S+) --parent-id (\S+)", terminal)
+        assert ids, terminal
+        with fakegpt.Client(emulator.url, session_cache=tmp_path / "cache.json") as client:
+            reply = client.conversation(conversation_id=ids[1].decode(), parent_message_id=ids[2].decode()).complete(
+                "which word?")
+        assert 'Earlier you said "remember the word teapot"' in reply
 
 
 def test_no_stdin_at_all_is_a_usage_error():
