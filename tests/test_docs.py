@@ -75,6 +75,11 @@ def test_the_readme_leads_with_one_sentence_then_the_two_commands():
     assert README.index(commands[0].strip()) < README.index(commands[1].strip()) < README.index(".. code-block:: python")
 
 
+def test_the_quickstart_shows_the_readmes_two_commands():
+    quickstart = (DOCS / "quickstart.rst").read_text()
+    assert all(command.strip() in quickstart for command in blocks("console"))
+
+
 def test_ci_runs_the_readmes_test_command():
     test_command = blocks("console")[1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text()
