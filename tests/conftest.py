@@ -1,6 +1,7 @@
 """Shared fixtures: mocked servers for unit tests, and helpers to build streams."""
 import json
 import logging
+import threading
 from urllib.parse import parse_qs
 
 import pytest
@@ -11,6 +12,27 @@ import fakegpt
 BASE = "https://chat.test"
 TOKENS = ["a" * 32, "b" * 32, "c" * 32]
 ACCESS = "access-token-SECRET-0123456789"
+
+
+def at_once(call, count):
+    """``call(i)`` for i in range(count), each in its own thread, all released
+    together; returns each call's result, or the exception it raised, by i."""
+    barrier, outcomes = threading.Barrier(count), [None] * count
+
+    def run(i):
+        barrier.wait()
+        try:
+            outcomes[i] = call(i)
+        except Exception as error:  # reported to the test as the outcome
+            outcomes[i] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads), "a call did not finish within 10 s"
+    return outcomes
 
 
 def sse(*events, done=True):

@@ -10,7 +10,7 @@ import fakegpt
 from fakegpt._auth import AccessToken, new_session_password
 from fakegpt._constants import MAX_TOKENS_PER_LOGIN
 
-from .conftest import ACCESS, MESSAGES, TOKENS
+from .conftest import ACCESS, MESSAGES, TOKENS, at_once
 
 
 def test_login_flow_then_conversation(server, client):
@@ -220,7 +220,6 @@ def test_login_cookie_is_sent_back_even_when_the_jar_would_refuse_it(base, attri
 
 
 def test_a_failed_login_is_shared_by_every_waiting_thread_not_repeated(server):
-    import threading
 
     def slow_failure(request):
         time.sleep(0.3)  # long enough for every thread to be waiting on this login
@@ -229,20 +228,7 @@ def test_a_failed_login_is_shared_by_every_waiting_thread_not_repeated(server):
     server.rsps.add_callback("GET", "https://chat.test/api/loads", callback=slow_failure)
     with fakegpt.Client("https://chat.test", max_retries=1) as client:
         client._sleep = lambda seconds: None
-        barrier, errors = threading.Barrier(8), []
-
-        def call():
-            barrier.wait()
-            try:
-                client.complete(MESSAGES)
-            except fakegpt.FakeGptError as error:
-                errors.append(error)
-
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        errors = at_once(lambda i: client.complete(MESSAGES), 8)
     assert len(errors) == 8 and all(type(e) is fakegpt.APIStatusError for e in errors)
     assert len({id(e) for e in errors}) == 8  # each thread raises its own copy
     assert len(server.calls("/api/loads")) == 2  # one login round (a try and a retry), not eight

@@ -5,7 +5,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import warnings
 
@@ -15,6 +14,8 @@ import requests
 import fakegpt
 from fakegpt._cache import SessionCache, default_cache_path
 from fakegpt.emulator import Emulator
+
+from .conftest import at_once
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -227,12 +228,7 @@ def test_concurrent_writers_never_tear_the_file_nor_drop_an_entry(cache_path):
 
 def test_threads_saving_at_once_keep_every_entry(cache_path):
     cache = SessionCache(cache_path)
-    threads = [threading.Thread(target=cache.save, args=(f"http://t{n}", f"token-{n}", jar(), None))
-               for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert at_once(lambda n: cache.save(f"http://t{n}", f"token-{n}", jar(), None), 16) == [None] * 16
     assert all(cache.load(f"http://t{n}")["access_token"] == f"token-{n}" for n in range(16))
 
 

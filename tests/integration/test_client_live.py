@@ -10,6 +10,8 @@ import pytest
 import fakegpt
 from fakegpt.emulator import Emulator, default_responder
 
+from ..conftest import at_once
+
 MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
 EXPECTED = default_responder("Tell me about streams")
 
@@ -275,23 +277,8 @@ def test_nothing_listening():
 
 # -- threads -------------------------------------------------------------------------
 def test_threads_sharing_a_cold_client_log_in_once(fakegpt_emulator, client):
-    barrier = threading.Barrier(8)
-    results, errors = [], []
-
-    def ask(i):
-        barrier.wait()
-        try:
-            results.append(client.complete([{"role": "user", "content": f"question {i}"}]))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert errors == [] and len(results) == 8
-    assert sorted(results) == sorted(default_responder(f"question {i}") for i in range(8))
+    replies = at_once(lambda i: client.complete([{"role": "user", "content": f"question {i}"}]), 8)
+    assert replies == [default_responder(f"question {i}") for i in range(8)]
     assert fakegpt_emulator.counts["logins"] == 1
 
 

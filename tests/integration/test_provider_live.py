@@ -15,6 +15,8 @@ from fakegpt import FakeGpt, _bridge
 from fakegpt import provider as provider_module
 from fakegpt.emulator import Emulator, default_responder
 
+from ..conftest import at_once
+
 g4f.debug.version_check = False  # it would ask PyPI for its latest version
 
 HI = [{"role": "user", "content": "Hi"}]
@@ -219,22 +221,9 @@ def test_the_pool_has_a_bound():
 
 
 def test_calls_from_many_threads_share_one_login(emulator):
-    barrier = threading.Barrier(8)
-    texts, errors = {}, []
-
-    def call(i):
-        barrier.wait()
-        try:
-            texts[i] = "".join(FakeGpt.create_completion("gpt-3.5-turbo", [{"role": "user", "content": f"t{i}"}]))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert errors == [] and texts == {i: default_responder(f"t{i}") for i in range(8)}
+    texts = at_once(lambda i: "".join(FakeGpt.create_completion("gpt-3.5-turbo", [{"role": "user", "content": f"t{i}"}])),
+                    8)
+    assert texts == [default_responder(f"t{i}") for i in range(8)]
     assert emulator.counts["logins"] == 1
 
 
