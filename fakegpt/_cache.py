@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
@@ -73,21 +73,20 @@ class SessionCache:
         so two processes starting at once agree on one). The server keeps
         conversations per password: sharing one keeps each process's
         conversations reachable from the next, whichever of them logged in."""
-        directory = os.path.dirname(self.path)
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            with self._locked(directory):
-                sessions = self._read(quiet=True)
-                raw = sessions.get(base_url)
-                entry = self._entry(raw, base_url, quiet=True)
-                if entry is not None and entry["session_password"] is not None:
-                    return entry["session_password"]
-                sessions[base_url] = {**(raw if entry is not None else {}), "session_password": proposed}
-                self._write({"format": _FORMAT, "sessions": sessions}, directory)
-        except OSError as error:
-            warnings.warn(f"could not write the session cache {self.path}: {error}", SessionCacheWarning,
-                          stacklevel=3)
-        return proposed
+        password = proposed
+
+        def adopt_or_claim(sessions: Dict[str, Any]) -> bool:
+            nonlocal password
+            raw = sessions.get(base_url)
+            entry = self._entry(raw, base_url, quiet=True)
+            if entry is not None and entry["session_password"] is not None:
+                password = entry["session_password"]
+                return False
+            sessions[base_url] = {**(raw if entry is not None else {}), "session_password": proposed}
+            return True
+
+        self._update(adopt_or_claim)
+        return password
 
     def cookies(self, entry: Dict[str, Any]) -> RequestsCookieJar:
         """The cookies of a loaded entry, as a cookie jar."""
@@ -133,18 +132,29 @@ class SessionCache:
             ],
             "saved_at": int(time.time()),
         }
+        def store(sessions: Dict[str, Any]) -> bool:
+            sessions[base_url] = entry
+            return True
+
+        if self._update(store):
+            logger.debug("session cache: saved the login for %s in %s", base_url, self.path)
+
+    def _update(self, change: Callable[[Dict[str, Any]], bool]) -> bool:
+        """Under the lock, let *change* edit the servers' entries, and write them
+        back when it returns true. ``False`` (and a warning) when the file could
+        not be written: the cache is then only an optimisation lost."""
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             with self._locked(directory):
                 sessions = self._read(quiet=True)
-                sessions[base_url] = entry
-                self._write({"format": _FORMAT, "sessions": sessions}, directory)
+                if change(sessions):
+                    self._write({"format": _FORMAT, "sessions": sessions}, directory)
         except OSError as error:
             warnings.warn(f"could not write the session cache {self.path}: {error}", SessionCacheWarning,
-                          stacklevel=3)
-            return
-        logger.debug("session cache: saved the login for %s in %s", base_url, self.path)
+                          stacklevel=4)
+            return False
+        return True
 
     # -- the file ------------------------------------------------------------------
     def _read(self, quiet: bool = False) -> Dict[str, Any]:

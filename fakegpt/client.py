@@ -133,7 +133,8 @@ class Client:
             if session_password is None:
                 # One password per server for every process using the cache: each
                 # one's conversations stay reachable, whichever logs in next.
-                session_password = self._cache.claim_password(self.base_url, new_session_password())
+                session_password = (cached and cached["session_password"]) or self._cache.claim_password(
+                    self.base_url, new_session_password())
             if cached is not None and cached["session_password"] != session_password:
                 cached = None  # a login under another password: its conversations are not this client's
         self._password = session_password or new_session_password()
