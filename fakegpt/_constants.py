@@ -8,6 +8,9 @@ DEFAULT_BASE_URL = "https://chat-shared2.zhile.io"
 #: so it also bounds a stream that stalls mid-reply.
 DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
 DEFAULT_MAX_RETRIES = 2
+#: (connect, read) seconds for the small requests of the login: a server
+#: that accepts and never answers fails the login quickly.
+LOGIN_TIMEOUT: Tuple[float, float] = (10.0, 20.0)
 
 #: Backoff between retries: INITIAL * 2**n seconds, capped, with up to
 #: JITTER of it taken off at random so clients do not retry in lockstep.

@@ -1,13 +1,11 @@
 """Conversations kept by the server: each turn sends only the new message."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
+from ._call import Call, Engine
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, web_model
-from ._stream import Reply, Stream, StreamState
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .client import Client
+from ._stream import Reply, Stream, drain
 
 __all__ = ["Conversation", "MAX_CONTINUES"]
 
@@ -37,7 +35,7 @@ class Conversation:
 
     def __init__(
         self,
-        client: "Client",
+        engine: Engine,
         *,
         conversation_id: Optional[str] = None,
         parent_message_id: Optional[str] = None,
@@ -52,7 +50,7 @@ class Conversation:
         if not isinstance(auto_continue, bool):
             raise TypeError("auto_continue must be True or False")
         web_model(model)  # checks its type now, not at the first call
-        self._client = client
+        self._engine = engine
         #: The server's id of this conversation (``None`` until the first reply).
         self.conversation_id = conversation_id
         #: The id of the last reply: the parent of the next message.
@@ -74,11 +72,11 @@ class Conversation:
             text, model or self.model, conversation_id=self.conversation_id,
             parent_message_id=self.parent_message_id, keep_history=True,
         )
-        return self._client._stream(lambda state: self._turn(state, body, None, True, model))
+        return Stream(self._engine.new_call(), lambda call: self._turn(call, body, None, True, model))
 
     def complete(self, text: str, *, model: Optional[str] = None) -> Reply:
         """Send *text*; the whole reply as a :class:`fakegpt.Reply`."""
-        return self._client._drain(self.stream(text, model=model))
+        return drain(self.stream(text, model=model))
 
     def continue_reply(self, *, model: Optional[str] = None) -> Stream:
         """Ask the server to go on with the last reply (``action: "continue"``),
@@ -88,8 +86,8 @@ class Conversation:
         message is streamed)."""
         if self.conversation_id is None or self.parent_message_id is None:
             raise ValueError("nothing to continue: this conversation has no reply yet")
-        return self._client._stream(lambda state: self._turn(state, self._continue_body(model), self._resume(),
-                                                             False, model))
+        body, resume = self._continue_body(model), self._resume()
+        return Stream(self._engine.new_call(), lambda call: self._turn(call, body, resume, False, model))
 
     def _continue_body(self, model: Optional[str]) -> Mapping[str, Any]:
         return conversation_body(None, model or self.model, action="continue",
@@ -98,16 +96,18 @@ class Conversation:
     def _resume(self) -> Mapping[str, str]:
         return {self.parent_message_id: self._text} if self.parent_message_id else {}  # type: ignore[dict-item]
 
-    def _turn(self, state: StreamState, body: Mapping[str, Any], resume: Optional[Mapping[str, str]],
-              require_text: bool, model: Optional[str]) -> Generator[str, None, None]:
+    def _turn(self, call: Call, body: Mapping[str, Any], resume: Optional[Mapping[str, str]],
+              require_text: bool, model: Optional[str]) -> Iterator[str]:
         """One turn: the request, then (with auto_continue) the continuations."""
         continues = 0
         while True:
-            state.current = None
+            call.current = None
             try:
-                yield from self._client._generate(state, body, resume, require_text=require_text)
+                yield from call.request(body, resume, require_text=require_text)
             finally:
-                self._advance(state.current)
+                self._advance(call.current)
+            if call.aborted:
+                return
             if not (self.auto_continue and self.finish_reason == "max_tokens" and continues < MAX_CONTINUES):
                 return
             continues += 1

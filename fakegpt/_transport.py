@@ -1,89 +1,182 @@
-"""The HTTP transport under ``requests``: its adapter, with fakegpt's connection classes.
+"""HTTP for fakegpt: a ``requests`` session and adapter, on their public API.
 
-Two things the defaults do not give:
+What they add to the defaults, and through which public hook:
 
-* **A 64 KiB read buffer per response** (http.client's is 8 KiB). An event
-  of a cumulative stream is several KiB; with a small buffer most of them
-  straddle a refill, costing an extra read and a join per event.
-* **The connection of a request, before its answer arrives.** A call can
-  then be aborted while the server has not even sent its headers: the
-  socket is shut down at once (:func:`connection_watch`), instead of
-  waiting for the headers or the read timeout.
-
-SOCKS proxies keep urllib3's own classes (they need theirs).
+* **The connection of a request, before its answer arrives.** A call can be
+  aborted while the server has not even sent its headers: the socket is
+  shut down at once instead of waiting for the headers or the read timeout.
+  The adapter's ``get_connection_with_tls_context`` (requests' documented
+  override point) gives each pool a connection class derived from the one
+  urllib3 chose for it (plain, TLS, SOCKS), through urllib3's documented
+  ``ConnectionCls`` attribute. That class's ``request()`` tells the call in
+  progress (a context variable, see :func:`watching`) which connection it
+  got, and adds the connection to the adapter's set, so
+  :meth:`Adapter.close` really closes every socket (urllib3 2's
+  ``PoolManager.clear()`` leaves pooled connections open).
+* **No ~/.netrc credentials.** requests replaces the request's
+  ``Authorization`` with HTTP Basic from netrc unless the session has an
+  ``auth``: :class:`HttpSession` has a no-op one, and its redirects never
+  add netrc either. Proxies and CA bundles from the environment still apply.
+* **No environment proxy for loopback servers** (the emulator): like Go's
+  ``ProxyFromEnvironment``, ``HTTP(S)_PROXY`` never applies to
+  ``localhost``/``127.0.0.0/8``/``::1``. An explicit proxy still does.
 """
 from __future__ import annotations
 
 import contextlib
-import http.client
+import contextvars
+import ipaddress
+import socket
 import threading
-from typing import Any, Callable, Iterator, Optional
+import weakref
+from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Type
+from urllib.parse import urlsplit
 
+import requests
 from requests.adapters import HTTPAdapter
-from urllib3 import connection, connectionpool, poolmanager
+from requests.auth import AuthBase
+from urllib3.connectionpool import HTTPConnectionPool
 
-__all__ = ["Adapter", "RESPONSE_BUFFER", "connection_watch"]
-
-RESPONSE_BUFFER = 65536
-_watch = threading.local()
+__all__ = ["Adapter", "ConnectionWatcher", "HttpSession", "hang_up", "is_loopback", "watching"]
 
 
-class _Response(http.client.HTTPResponse):
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        unread, self.fp = self.fp, sock.makefile("rb", buffering=RESPONSE_BUFFER)
-        unread.close()  # nothing was read from it yet
+class ConnectionWatcher(Protocol):
+    """What a call offers the transport: it is told each connection it uses."""
+
+    def connection_used(self, connection: Any) -> None:
+        """*connection* (an urllib3 connection) carries this call's request now."""
 
 
-class _HTTPConnection(connection.HTTPConnection):
-    response_class = _Response
-
-
-class _HTTPSConnection(connection.HTTPSConnection):
-    response_class = _Response
-
-
-class _Watched:
-    """Pool mixin: tell this thread's watcher which connection a request got."""
-
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout=timeout)  # type: ignore[misc]
-        watcher = getattr(_watch, "watcher", None)
-        if watcher is not None:
-            watcher(conn)
-        return conn
-
-
-class _HTTPPool(_Watched, connectionpool.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(_Watched, connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-class Adapter(HTTPAdapter):
-    """``requests``' adapter, building its pools from the classes above."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        if manager.pool_classes_by_scheme is poolmanager.pool_classes_by_scheme:  # not SOCKS
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
+_current: "contextvars.ContextVar[Optional[ConnectionWatcher]]" = contextvars.ContextVar(
+    "fakegpt_call", default=None)
 
 
 @contextlib.contextmanager
-def connection_watch(watcher: Callable[[Any], None]) -> Iterator[None]:
-    """While this is active, ``watcher(conn)`` learns each connection this thread's requests use."""
-    _watch.watcher = watcher
+def watching(watcher: ConnectionWatcher) -> Iterator[None]:
+    """While active, requests made in this context report their connection to *watcher*."""
+    reset = _current.set(watcher)
     try:
         yield
     finally:
-        _watch.watcher = None
+        _current.reset(reset)
+
+
+def hang_up(connection: Any) -> None:
+    """Shut a connection's socket down: a thread blocked reading it returns at
+    once and the server sees the connection end. Safe from any thread, on a
+    closed or not yet connected connection too."""
+    sock = getattr(connection, "sock", None)
+    for _ in range(4):  # TLS inside an https:// proxy's TLS: urllib3's SSLTransport wraps a socket
+        if sock is None:
+            return
+        shutdown = getattr(sock, "shutdown", None)
+        if shutdown is not None:
+            try:
+                shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass  # closed already
+            return
+        sock = getattr(sock, "socket", None)
+
+
+class _Watching:
+    """Mixin for urllib3's connection classes (see the module docstring)."""
+
+    _fakegpt_connections: "weakref.WeakSet[Any]"
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._fakegpt_connections.add(self)
+        watcher = _current.get()
+        if watcher is not None:
+            watcher.connection_used(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+        if watcher is not None:  # connected now: an abort during the connect can hang up
+            watcher.connection_used(self)
+
+
+class Adapter(HTTPAdapter):
+    """``requests``' adapter; its connections are watched and closed for real."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._classes: Dict[type, type] = {}
+        self._classes_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Optional[Mapping[str, str]] = None,
+        cert: Any = None,
+    ) -> HTTPConnectionPool:
+        pool: HTTPConnectionPool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        base = pool.ConnectionCls
+        if not issubclass(base, _Watching):
+            pool.ConnectionCls = self._watched(base)
+        return pool
+
+    def _watched(self, base: type) -> Type[Any]:
+        with self._classes_lock:
+            cls = self._classes.get(base)
+            if cls is None:
+                cls = type(base.__name__, (_Watching, base), {"_fakegpt_connections": self._connections})
+                self._classes[base] = cls
+            return cls
+
+    def close(self) -> None:
+        """Close the pools and every connection this adapter made, in use or not."""
+        super().close()
+        for connection in list(self._connections):
+            hang_up(connection)
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - closing must go on for the rest
+                pass
+        self._connections.clear()
+
+
+class _NoNetrc(AuthBase):
+    """A session-wide auth that changes nothing: requests then never reads ~/.netrc."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NoNetrc)
+
+    def __hash__(self) -> int:
+        return hash(_NoNetrc)
+
+
+class HttpSession(requests.Session):
+    """``requests.Session`` as requests users expect it (environment proxies
+    and CA bundles apply), except that netrc never replaces our headers and
+    loopback servers are never reached through an environment proxy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.auth = _NoNetrc()
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        """On a redirect to another host, drop the bearer headers; never add netrc's."""
+        headers = prepared_request.headers
+        if self.should_strip_auth(response.request.url or "", prepared_request.url or ""):
+            for name in ("Authorization", "X-Authorization"):
+                headers.pop(name, None)
+
+    def merge_environment_settings(
+        self, url: Optional[str], proxies: Any, stream: Any, verify: Any, cert: Any,
+    ) -> Dict[str, Any]:
+        settings: Dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if not proxies and is_loopback(url or ""):
+            settings["proxies"] = {}
+        return settings
+
+
+def is_loopback(url: str) -> bool:
+    """Whether *url* names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -140,7 +140,7 @@ class FakeGpt:
             if client is None:
                 client = Client(cls.url, proxy=proxy, **options)
                 if cls._cookie_jar is not None:
-                    client._session.cookies.update(cls._cookie_jar)
+                    client.cookies.update(cls._cookie_jar)
                 _clients[key] = client
                 while len(_clients) > _MAX_CLIENTS:
                     _, evicted = _clients.popitem(last=False)
@@ -165,7 +165,7 @@ class FakeGpt:
             if token is not None and token != cls._access_token:
                 cls._access_token = cls._told_token = token
                 cls._token_url = client.base_url
-            cls._cookie_jar = client._session.cookies
+            cls._cookie_jar = client.cookies
 
 
 _clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
@@ -202,7 +202,7 @@ class _ProviderStream(collections.abc.Generator):
         """The deltas for the asyncio bridge's worker: the login state is
         recorded at the first one, then the client's own generator runs the
         rest with no Python-level hop per delta (``yield from``)."""
-        deltas = self._stream._gen
+        deltas = self._stream
         try:
             for delta in deltas:
                 self._record()
@@ -239,7 +239,7 @@ class _ProviderStream(collections.abc.Generator):
     def hand_off_to(self, channel: Channel) -> None:
         """Batch deltas into *channel*, flushing it whenever the stream waits for the network."""
         channel.batching = True
-        self._stream._state.on_wait = channel.flush
+        self._stream.set_read_hook(channel.flush)
 
     def _record(self) -> None:
         self._recorded = True

@@ -115,7 +115,7 @@ def server():
 def client():
     with fakegpt.Client(BASE, max_retries=2) as client:
         client.waits = []  # the retry waits, recorded instead of slept
-        client._sleep = client.waits.append
+        client._engine.sleep = client.waits.append
         yield client
 
 

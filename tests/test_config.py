@@ -47,7 +47,7 @@ def test_arguments_beat_the_environment(monkeypatch):
         assert (client.base_url, client.proxy, client.timeout, client.max_retries) == (
             "http://argument.test", "http://other.test:1", (1.0, 2.0), 0)
     with fakegpt.Client(proxy="") as client:  # "" = no proxy, whatever the environment says
-        assert client.proxy is None and client._proxies is None
+        assert client.proxy is None and client._http.proxies is None
 
 
 def test_an_empty_variable_counts_as_unset(monkeypatch):

@@ -1,0 +1,265 @@
+"""One call: the object that owns everything a streamed reply is made of.
+
+A :class:`Call` holds the response being read (or the connection of the
+request waiting for its answer), the abort flag, the retry state and every
+decoder that fed the reply, across retries and continuations.
+:meth:`Call.abort` (any thread) and :meth:`Call.close` (the owner) end the
+call at once, in whatever phase it is: logging in, waiting for headers,
+reading, backing off before a retry, between two requests of a continuation.
+
+No reference cycle holds a live response: an attempt leaves what it opened
+on the call (never in a return value or exception that tenacity keeps), the
+call keeps nothing that refers back to it, and :class:`~fakegpt.Stream`
+closes its call when it is dropped, whatever else still refers to the
+generator.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
+
+from ._auth import AccessToken
+from ._body import Body
+from ._http import MAX_ERROR_BODY, Http, headers_for, host_of, read_capped
+from ._protocol import ReplyDecoder
+from ._reader import Ready, ReplyReader
+from ._retry import make_retrying
+from ._transport import hang_up, watching
+from .exceptions import (
+    APIStatusError, AuthenticationError, FakeGptError, NoValidResponseError, StreamError, detail_from_body, redact,
+)
+
+__all__ = ["Call", "Engine"]
+
+logger = logging.getLogger("fakegpt")
+
+_CONVERSATION = "/api/conversation"
+_live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for interpreter exit
+
+
+class Engine:
+    """What the calls of one client share: its HTTP session, its access
+    token and its retry settings."""
+
+    def __init__(self, http: Http, token: AccessToken, max_retries: int,
+                 secrets: Callable[[], Iterable[Optional[str]]]) -> None:
+        self.http = http
+        self.token = token
+        self.max_retries = max_retries
+        self.secrets = secrets
+        #: Replaces the waits between retries (tests record them here).
+        self.sleep: Optional[Callable[[float], Any]] = None
+        self._calls: "weakref.WeakSet[Call]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def new_call(self) -> "Call":
+        call = Call(self)
+        with self._lock:
+            self._calls.add(call)
+        return call
+
+    def scrub(self, error: FakeGptError) -> FakeGptError:
+        return redact(error, self.secrets())
+
+    def close(self) -> None:
+        """Abort every call still running, then close every connection."""
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            call.abort()
+        self.http.close()
+
+
+class Call:
+    """One call's state (see the module docstring). Thread-safe: :meth:`abort`
+    from any thread; everything else from the thread iterating the call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.decoders: List[ReplyDecoder] = []
+        #: The decoder of the response opened last (``None`` until one opens).
+        self.current: Optional[ReplyDecoder] = None
+        #: Called before each read of the body with a ``ready()`` probe.
+        self.before_read: Optional[Callable[[Ready], None]] = None
+        self._aborted = False
+        self._wake = threading.Event()  # set by abort(): ends a back-off at once
+        self._lock = threading.Lock()
+        self._body: Optional[Body] = None
+        self._connection: Any = None  # of the request in flight, before its answer
+        self._opened: Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]] = None
+        _live.add(self)
+
+    # -- ending the call -------------------------------------------------------
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def abort(self) -> None:
+        """End the call from any thread: a blocked read or wait returns at
+        once, the server sees the connection end, no further delta comes."""
+        with self._lock:
+            self._aborted = True
+            connection = self._connection
+            body = self._body
+        self._wake.set()
+        if body is not None:
+            hang_up(body.connection)
+        if connection is not None:
+            hang_up(connection)
+
+    def close(self) -> None:
+        """Release the response (the owner's side; also when abandoned)."""
+        with self._lock:
+            body, self._body = self._body, None
+            self._opened = None
+        if body is not None:
+            body.close()
+        _live.discard(self)
+
+    # -- ConnectionWatcher (see fakegpt._transport) -----------------------------
+    def connection_used(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+            aborted = self._aborted
+        if aborted:
+            hang_up(connection)
+
+    # -- one request's deltas --------------------------------------------------
+    def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
+                require_text: bool = True) -> Iterator[str]:
+        """The deltas of one conversation request (*resume*: text of a message
+        already delivered). Retries what is retryable before the first delta;
+        on a 401, logs in once more. Errors leave with ``partial_text`` set and
+        secrets redacted."""
+        try:
+            opened = self._open(body, resume)
+            if opened is None:
+                return
+            reader, deltas, first = opened
+            del opened
+            if first is not None:
+                yield first
+                yield from deltas
+            if require_text and not reader.decoder.parts and not self._aborted:
+                raise NoValidResponseError("no valid response: the stream completed without any assistant text")
+        except FakeGptError as error:
+            if self._aborted:
+                return  # what the abort cut short is not an error
+            if not error.partial_text:
+                error.partial_text = self.text
+            raise self._engine.scrub(error)
+        finally:
+            with self._lock:
+                self._connection = None
+
+    def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]
+              ) -> Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]]:
+        engine = self._engine
+        for fresh_login in (False, True):
+            with watching(self):
+                token = engine.token.get(stop=lambda: self._aborted)
+            if token is None or self._aborted:
+                return None
+            retrying = make_retrying(engine.max_retries, engine.sleep or self._wait)
+            try:
+                retrying(self._attempt, body, token, resume)
+            except AuthenticationError as error:
+                if error.status_code != 401:
+                    raise
+                if fresh_login or not engine.token.can_login:
+                    suffix = " even after a fresh login" if fresh_login else ""
+                    raise AuthenticationError(f"the server rejected the access token{suffix} ({error})",
+                                              status_code=401) from None
+                logger.info("access token rejected (HTTP 401); logging in again")
+                engine.token.invalidate(token)
+                continue
+            finally:
+                del retrying
+            with self._lock:
+                opened, self._opened = self._opened, None
+            return opened
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, body: Mapping[str, Any], token: str, resume: Optional[Mapping[str, str]]) -> None:
+        """One try: open the stream and read up to its first delta. What it
+        opened is left on the call (``_opened``), never returned."""
+        if self._aborted:
+            return
+        try:
+            with watching(self):
+                # Redirects are not followed: the bearer headers would go to any host a redirect names.
+                response = self._engine.http.open(
+                    "POST", _CONVERSATION, what="POST /api/conversation", json=body,
+                    headers=headers_for(token), allow_redirects=False)
+        except FakeGptError:
+            if self._aborted:  # the abort hung up before the answer came: end quietly
+                return
+            raise
+        _check_stream_response(response)
+        reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
+        self._attach(reader)
+        deltas = reader.deltas()
+        first = next(deltas, None)
+        with self._lock:
+            self._opened = (reader, deltas, first)
+
+    def _attach(self, reader: ReplyReader) -> None:
+        with self._lock:
+            previous, self._body = self._body, reader.body
+            self._connection = None
+            self.current = reader.decoder
+            if self.decoders and not self.decoders[-1].parts:
+                self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
+            else:
+                self.decoders.append(reader.decoder)
+            aborted = self._aborted
+        if previous is not None:
+            previous.close()
+        if aborted:
+            hang_up(reader.body.connection)
+
+    def _wait(self, seconds: float) -> None:
+        """Back off between retries, waking up at once on :meth:`abort`."""
+        self._wake.wait(seconds)
+
+    # -- what the call knows about the reply -----------------------------------
+    def last(self, name: str) -> Any:
+        for decoder in reversed(self.decoders):
+            value = getattr(decoder, name)
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def text(self) -> str:
+        return "".join(part for decoder in self.decoders for part in decoder.parts)
+
+
+def _check_stream_response(response: Any) -> None:
+    """A 2xx that is not an event stream (a redirect, an HTML page, a JSON error)."""
+    status = response.status_code
+    if 300 <= status < 400:
+        response.close()
+        location = response.headers.get("Location", "")
+        where = host_of(location) if "//" in location else "elsewhere"
+        raise APIStatusError(
+            f"POST /api/conversation was redirected (HTTP {status} to {where}); not followed, "
+            "because the access token would go along",
+            status_code=status,
+        )
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "html" in content_type or "json" in content_type:
+        detail = detail_from_body(read_capped(response, MAX_ERROR_BODY, "POST /api/conversation", truncate=True),
+                                  content_type)
+        raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
+
+
+@atexit.register
+def _abort_all() -> None:
+    """Interpreter exit: hang up every call still open, so no thread stays
+    blocked on a socket and every server sees the end."""
+    for call in list(_live):
+        call.abort()

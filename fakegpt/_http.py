@@ -1,0 +1,223 @@
+"""One HTTP exchange with the server, and the fakegpt error for each way it fails.
+
+:class:`Http` owns the ``requests`` session of a client. Its two calls:
+
+* :meth:`Http.open`: the answer's headers, the body left unread (the
+  conversation stream);
+* :meth:`Http.fetch`: a whole, small answer, read with a cap
+  (:data:`MAX_BODY`), as an :class:`Answer` (login, token list).
+
+Statuses below 400, or listed in ``passthrough``, come back; others raise the
+fakegpt error that describes them (:func:`fakegpt.exceptions.error_for_status`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from ._constants import BROWSER_HEADERS, POOL_MAXSIZE
+from ._retry import retry_after_seconds
+from ._transport import Adapter, HttpSession
+from .exceptions import APIConnectionError, APIStatusError, APITimeoutError, FakeGptError, error_for_status, one_line
+
+__all__ = ["Answer", "Http", "MAX_BODY", "MAX_ERROR_BODY", "Timeout", "describe", "host_of"]
+
+logger = logging.getLogger("fakegpt")
+
+Timeout = Union[float, Tuple[Optional[float], Optional[float]], None]
+#: The largest answer :meth:`Http.fetch` reads (after decompression).
+MAX_BODY = 4 * 1024 * 1024
+#: How much of an error body is read to explain the error.
+MAX_ERROR_BODY = 65536
+
+
+class Answer:
+    """A whole answer: ``status_code``, ``headers``, ``content``, ``url``."""
+
+    def __init__(self, response: requests.Response, content: bytes) -> None:
+        self.status_code: int = response.status_code
+        self.headers: "CaseInsensitiveDict[str]" = response.headers
+        self.url: str = response.url
+        self.content = content
+        #: urllib3's response: its ``headers.getlist("Set-Cookie")`` lists every cookie as sent.
+        self.raw: Any = response.raw
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class Http:
+    """The client's HTTP session: one ``requests.Session``, thread-safe."""
+
+    def __init__(self, base_url: str, *, referer: str, proxy: Optional[str], timeout: Timeout,
+                 scrub: Callable[[FakeGptError], FakeGptError] = lambda error: error,
+                 pool_size: int = POOL_MAXSIZE) -> None:
+        """:param scrub: redacts the client's secrets from an error before it is raised."""
+        self.base_url = base_url
+        self._scrub = scrub
+        self.timeout = timeout
+        self.session = HttpSession()
+        self.session.headers.update(BROWSER_HEADERS)
+        self.session.headers["Referer"] = referer
+        self._adapter = Adapter(pool_connections=4, pool_maxsize=pool_size)
+        self.session.mount("http://", self._adapter)
+        self.session.mount("https://", self._adapter)
+        self.proxies = {"http": proxy, "https": proxy} if proxy else None
+        self._where = host_of(base_url)
+
+    @property
+    def cookies(self) -> requests.cookies.RequestsCookieJar:
+        return self.session.cookies
+
+    def open(self, method: str, path: str, *, what: str, timeout: Optional[Timeout] = None,
+             passthrough: Tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+        """Send a request; the answer with its body unread (close it when done)."""
+        try:
+            response = self.session.request(
+                method, self.base_url + path, timeout=self.timeout if timeout is None else timeout,
+                proxies=self.proxies, stream=True, **kwargs)
+        except requests.exceptions.Timeout as error:
+            phase = "connecting" if isinstance(error, requests.exceptions.ConnectTimeout) else "waiting for the answer"
+            raise self._scrub(APITimeoutError(f"{what} timed out {phase} to {self._where}")) from _detach(error)
+        except requests.exceptions.RequestException as error:
+            raise self._scrub(APIConnectionError(f"{what} to {self._where} failed: {describe(error)}")) from _detach(error)
+        except OSError as error:  # e.g. a CA bundle path (REQUESTS_CA_BUNDLE) that does not exist
+            raise APIConnectionError(f"{what} to {self._where} failed: {one_line(str(error), 200)}") from None
+        status = response.status_code
+        logger.debug("%s: HTTP %d", what, status)
+        if status < 400 or status in passthrough:
+            return response
+        body = read_capped(response, MAX_ERROR_BODY, what, truncate=True)
+        raise self._scrub(error_for_status(
+            status, body, content_type=response.headers.get("Content-Type", ""), what=what,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After"))))
+
+    def fetch(self, method: str, path: str, *, what: str, **kwargs: Any) -> Answer:
+        """Send a request and read its whole (small) answer."""
+        response = self.open(method, path, what=what, **kwargs)
+        return Answer(response, read_capped(response, MAX_BODY, what))
+
+    def close(self) -> None:
+        """Close every connection, in use or pooled."""
+        self.session.close()
+
+
+def read_capped(response: requests.Response, limit: int, what: str, *, truncate: bool = False) -> bytes:
+    """The body of *response* (decompressed), at most *limit* bytes; the response is closed.
+
+    Past *limit*: the first *limit* bytes with *truncate*, else an
+    :class:`~fakegpt.APIStatusError` (nothing larger is ever held in memory).
+    """
+    pieces: List[bytes] = []
+    size = 0
+    try:
+        for piece in response.iter_content(65536):
+            pieces.append(piece)
+            size += len(piece)
+            if size > limit:
+                if truncate:
+                    break
+                raise APIStatusError(f"{what}: the answer is larger than {limit // 1024} KiB; not read",
+                                     status_code=response.status_code)
+    except FakeGptError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a cut error body: what arrived still explains it
+        if not truncate:
+            raise APIConnectionError(f"{what}: the answer could not be read: {describe(error)}") from None
+    finally:
+        response.close()
+    return b"".join(pieces)[:limit]
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of *url*, without credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _detach(error: requests.exceptions.RequestException) -> requests.exceptions.RequestException:
+    """The requests error as a cause, without the prepared request (its headers hold the token)."""
+    error.request = error.response = None  # type: ignore[assignment]
+    return error
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_NOISE = (
+    re.compile(r"<[^>]*? object at 0x[0-9a-f]+>:? ?"),
+    re.compile(r"\w*Connection(?:Pool)?\((?:host|proxy)=[^)]*\):? ?"),
+    re.compile(r"Max retries exceeded with url: \S+ ?"),
+    re.compile(r"\(Caused by \w+\(|\)+$"),
+)
+_HINTS: Dict[str, str] = {
+    "Name or service not known": "the host name could not be resolved",
+    "nodename nor servname": "the host name could not be resolved",
+    "Temporary failure in name resolution": "the host name could not be resolved",
+    "Connection refused": "the connection was refused (is the server running?)",
+    "CERTIFICATE_VERIFY_FAILED": "the server's TLS certificate could not be verified",
+    "Connection reset": "the connection was reset",
+    "RemoteDisconnected": "the server closed the connection without answering",
+}
+
+
+def describe(error: BaseException) -> str:
+    """What went wrong, in words: no Python reprs, no internal class names."""
+    proxy = _is_proxy_error(error)
+    text = _innermost_text(error)
+    for needle, hint in _HINTS.items():
+        if needle in text:
+            text = hint
+            break
+    else:
+        errno = _ERRNO.search(text)
+        if errno:
+            text = errno.group(1).strip()
+        for noise in _NOISE:
+            text = noise.sub("", text)
+        text = text.strip(" :'\"(),") or type(error).__name__
+    text = one_line(text, 200)
+    return f"could not use the proxy: {text}" if proxy else text
+
+
+def _is_proxy_error(error: BaseException) -> bool:
+    seen = 0
+    current: Optional[BaseException] = error
+    while current is not None and seen < 8:
+        if isinstance(current, requests.exceptions.ProxyError) or type(current).__name__ == "ProxyError":
+            return True
+        current = getattr(current, "reason", None) or (current.args[0] if current.args and isinstance(
+            current.args[0], BaseException) else None)
+        seen += 1
+    return False
+
+
+def _innermost_text(error: BaseException) -> str:
+    current: Any = error
+    for _ in range(8):
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            args = getattr(current, "args", ())
+            inner = next((a for a in reversed(args) if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        current = inner
+    return str(current)
+
+
+def headers_for(token: str) -> Mapping[str, str]:
+    """The headers of a conversation request made with *token*."""
+    return {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "X-Authorization": f"Bearer {token}",
+        "Authorization": f"Bearer {token}",
+    }

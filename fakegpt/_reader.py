@@ -1,0 +1,98 @@
+"""One response's body → reply deltas: :class:`~fakegpt._body.Body` bytes
+through the SSE decoder and the protocol decoder. Pure logic over a body;
+the I/O is the body's."""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional, Protocol
+
+from ._body import Body, body_error
+from ._protocol import ReplyDecoder
+from ._sse import SSEDecoder
+from .exceptions import APITimeoutError, IncompleteStreamError, StreamError
+
+__all__ = ["Control", "ReplyReader"]
+
+#: ``ready() -> bool``: whether the next read would return at once.
+Ready = Callable[[], bool]
+
+
+class Control(Protocol):
+    """What the reader needs from the call it reads for."""
+
+    @property
+    def aborted(self) -> bool:
+        """The call was aborted: stop at once, yield nothing more."""
+
+    @property
+    def before_read(self) -> Optional[Callable[[Ready], None]]:
+        """Called before each read with a probe (the asyncio bridge hands its
+        queued deltas to the loop when the read may wait)."""
+
+
+class ReplyReader:
+    """Reads one conversation response into reply deltas."""
+
+    def __init__(self, body: Body, decoder: ReplyDecoder, control: Control) -> None:
+        self.body = body
+        self.decoder = decoder
+        self._control = control
+
+    def deltas(self) -> Iterator[str]:
+        """The reply text, delta by delta; closes the response when done."""
+        body, decoder, control, sse = self.body, self.decoder, self._control, SSEDecoder()
+        feed, read, ready = sse.feed, body.read, body.ready
+        before_read = control.before_read
+        try:
+            while True:  # the hot loop: kept flat on purpose
+                if before_read is not None:
+                    before_read(ready)
+                try:
+                    chunk = read()
+                except Exception as error:  # noqa: BLE001 - mapped to a fakegpt error, or the end
+                    if control.aborted:
+                        return
+                    failure = body_error(error)
+                    if decoder.finished and isinstance(failure, APITimeoutError):
+                        return  # the reply is complete; only [DONE] never came
+                    raise failure from error
+                if not chunk:
+                    break
+                for event, data in feed(chunk):
+                    delta = decoder.feed(event, data)
+                    if control.aborted:
+                        return
+                    if delta:
+                        yield delta
+                    if decoder.done:
+                        self._finish()
+                        return
+                pending = sse.pending
+                if pending and pending[0] == b"[DONE]" and len(pending) == 1:
+                    decoder.done = True  # its blank line may never come: it is final already
+                    self._finish()
+                    return
+            if control.aborted:
+                return
+            try:
+                for event, data in sse.close():
+                    delta = decoder.feed(event, data)
+                    if delta:
+                        yield delta
+            except StreamError as error:
+                if not isinstance(error.__cause__, ValueError):
+                    raise  # an error event, whole; not a cut one
+                # Otherwise the body ended inside an event: that is a cut stream.
+            if not (decoder.done or decoder.finished):
+                message = "the stream ended before [DONE] and before the reply was finished"
+                if sse.stray is not None and not decoder.parts:
+                    message += f"; the body is not an event stream: {sse.stray.decode('utf-8', 'replace')}"
+                raise IncompleteStreamError(message)
+        finally:
+            body.close()
+
+    def _finish(self) -> None:
+        """After [DONE]: hand everything over, then keep the connection if the body ends now."""
+        before_read = self._control.before_read
+        if before_read is not None:
+            before_read(lambda: False)
+        self.body.drain()

@@ -1,0 +1,111 @@
+"""Checks of the client's arguments: a clear ``TypeError``/``ValueError``
+before any request, never echoing a secret."""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ._http import Timeout
+
+__all__ = [
+    "check_base_url", "check_max_retries", "check_proxy", "check_secret", "check_timeout", "public_url",
+    "url_password",
+]
+
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+
+
+def public_url(url: str, mask: str = "***@") -> str:
+    """*url* with any ``user:password@`` replaced by *mask* (for messages, reprs, headers)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=mask + parts.netloc.rsplit("@", 1)[1]))
+
+
+def url_password(url: Optional[str]) -> Optional[str]:
+    """The password (or user) of *url*'s userinfo, a secret to redact."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return parts.password or parts.username
+
+
+def check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+    url = base_url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an http(s) URL like 'https://host', not {public_url(url)!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"base_url must not carry a query or fragment: {public_url(url)!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"base_url has a bad port: {public_url(url)!r}") from None
+    return url.rstrip("/")
+
+
+def check_proxy(proxy: Any) -> Optional[str]:
+    if proxy is None or proxy == "":
+        return None
+    if not isinstance(proxy, str):
+        raise TypeError(f"proxy must be a str like 'http://host:port', not {type(proxy).__name__}")
+    parts = urlsplit(proxy)
+    if parts.scheme not in ("http", "https", "socks4", "socks4a", "socks5", "socks5h") or not parts.hostname:
+        raise ValueError("proxy must be a URL like 'http://host:port' or 'socks5://host:port'")
+    if parts.scheme.startswith("socks"):
+        try:
+            import socks  # noqa: F401  (PySocks, what requests needs for SOCKS)
+        except ImportError:
+            raise ValueError("SOCKS proxies need PySocks: pip install 'requests[socks]'") from None
+    return proxy
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> Timeout:
+    def seconds(value: Any, what: str) -> Optional[float]:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{what} must be a positive, finite number of seconds, not {value!r}")
+        return float(value)
+
+    if isinstance(timeout, (tuple, list)):
+        if len(timeout) != 2:
+            raise ValueError(f"{name} must be seconds or a (connect, read) pair")
+        return (seconds(timeout[0], f"connect {name}"), seconds(timeout[1], f"read {name}"))
+    return seconds(timeout, name)
+
+
+def check_max_retries(max_retries: Any) -> int:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, not {type(max_retries).__name__}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be 0 or more, not {max_retries}")
+    return max_retries
+
+
+def check_secret(name: str, value: Any, *, token: bool = False) -> Optional[str]:
+    """A secret argument, stripped of surrounding white space (a value pasted
+    from a file). A token must then be printable ASCII, as a header value
+    needs. The value itself never appears in the error."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if token and not _PRINTABLE.fullmatch(value):
+        raise ValueError(f"{name} must be printable ASCII with no spaces or line breaks (the value is not shown)")
+    return value
+
+
+def check_path(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike)) and bool(os.fspath(value))
