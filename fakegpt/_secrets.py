@@ -29,6 +29,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 __all__ = [
     "MIN_SECRET", "SecretFilter", "redact_error", "redact_text", "redact_url", "register_secret", "register_url",
+    "without_userinfo",
 ]
 
 #: Shorter secrets are hidden in URLs only, not searched for in free text.
@@ -97,6 +98,15 @@ def redact_url(url: str) -> str:
     if "@" not in authority:
         return url
     return f"{scheme}//{_MASK}@{authority.rpartition('@')[2]}{rest[end:]}"
+
+
+def without_userinfo(url: str) -> str:
+    """*url* with no userinfo at all, for a header sent to the server (``Referer``).
+
+    >>> without_userinfo("http://alice:pw@localhost:8787/?v=2")
+    'http://localhost:8787/?v=2'
+    """
+    return redact_url(url).replace(f"//{_MASK}@", "//", 1)
 
 
 def _forms(secret: str) -> List[str]:

@@ -16,7 +16,7 @@ import requests
 
 import fakegpt
 from fakegpt._cache import SessionCache
-from fakegpt._secrets import redact_text, redact_url, register_secret, register_url
+from fakegpt._secrets import redact_text, redact_url, register_secret, register_url, without_userinfo
 from fakegpt.emulator import Emulator
 
 from .conftest import BASE, MESSAGES, TOKENS, assistant, sse
@@ -40,6 +40,7 @@ class Holder:
 ])
 def test_redact_url_replaces_the_userinfo_only(url, redacted):
     assert redact_url(url) == redacted
+    assert without_userinfo(url) == redacted.replace("//***@", "//")
 
 
 def test_a_registered_secret_is_hidden_in_every_form_a_body_may_echo():
