@@ -1,17 +1,23 @@
 """The shared-token login (PROTOCOL §1) and the access token it yields.
 
-A login round: ``GET /api/loads`` lists the shared tokens; tokens are tried
-least busy first, each at most once per round (a dead one is never retried
-in the same round), up to :data:`MAX_TOKENS_PER_LOGIN`; each try is
-``POST /auth/login`` then ``GET /api/auth/session``. The rotation is a
-tenacity ``Retrying`` that retries only "this token is dead".
+A login: ``GET /api/loads`` lists the shared tokens, and they are tried one
+after the other, each at most once, until one works or every listed token
+was tried; no further token is tried once :data:`LOGIN_BUDGET` seconds have
+passed. A try is ``POST /auth/login`` then ``GET /api/auth/session``, each
+with the short :data:`LOGIN_TIMEOUT` (not the stream's).
+
+The order: least busy first (random among equals), or, when the password
+was chosen or is shared through the session cache, a stable order of its
+own (its history lives on one account). Either way, tokens whose login was
+rejected in the last :data:`DEAD_TOKEN_TTL` seconds come last: a dead token
+looks least busy (nobody can use it), so without this memory a few dead
+tokens would be tried first by every login. The memory is per client and,
+with a session cache, shared by every process using it.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import http.cookiejar
-import json
 import logging
 import random
 import secrets
@@ -19,23 +25,29 @@ import string
 import threading
 import time
 import urllib.request
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import requests
-import tenacity
 from requests.cookies import create_cookie
 
-from ._constants import MAX_TOKENS_PER_LOGIN, SESSION_PASSWORD_LENGTH
-from .exceptions import APIStatusError, AuthenticationError, detail_from_body
+from ._constants import DEAD_TOKEN_TTL, LOGIN_BUDGET, LOGIN_TIMEOUT, SESSION_PASSWORD_LENGTH
+from ._secrets import register_secret
+from ._token import AccessToken
+from .exceptions import _NOT_JSON, APIStatusError, AuthenticationError, detail_from_body, parse_json
 
-__all__ = ["AccessToken", "SharedTokenLogin", "new_session_password"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ._cache import SessionCache
+
+__all__ = ["AccessToken", "DeadTokens", "SharedTokenLogin", "new_session_password"]
 
 logger = logging.getLogger("fakegpt")
 
-#: ``send(method, path, *, what, passthrough=..., **requests_kwargs)``: one
-#: HTTP call, already retried on transient failures; answers with a status
+#: ``send(method, path, *, what, passthrough=..., timeout=..., **requests_kwargs)``:
+#: one HTTP call, already retried on transient failures; answers with a status
 #: in *passthrough* (or < 400) come back, others raise a fakegpt error.
 Send = Callable[..., requests.Response]
+#: ``(connect, read)`` seconds, or one number for both.
+Timeout = Any
 
 
 def new_session_password() -> str:
@@ -58,59 +70,128 @@ def _short(token_id: str) -> str:
 _CLIENT_ERRORS = tuple(s for s in range(400, 500) if s != 429)
 
 
-class SharedTokenLogin:
-    """One login round; call it to get a fresh access token."""
+class DeadTokens:
+    """Shared tokens whose login was rejected lately, tried last by later logins.
 
-    def __init__(self, send: Send, session: requests.Session, session_password: str, *, stable: bool = False) -> None:
+    Kept in memory and, with a *cache*, in the session cache entry of
+    *base_url*, so that every process sharing the cache tries them last too.
+    A token is remembered for *ttl* seconds, or until it logs in again.
+    """
+
+    def __init__(self, cache: Optional["SessionCache"] = None, base_url: str = "", *, ttl: float = DEAD_TOKEN_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._cache, self._base_url = cache, base_url
+        self._ttl, self._clock = ttl, clock
+        self._lock = threading.Lock()
+        self._until: Dict[str, float] = {}
+
+    def known(self) -> Set[str]:
+        """The tokens to try last now."""
+        shared = self._cache.dead_tokens(self._base_url) if self._cache is not None else {}
+        now = self._clock()
+        with self._lock:
+            for token_id, until in shared.items():
+                self._until[token_id] = max(until, self._until.get(token_id, 0.0))
+            self._until = {token_id: until for token_id, until in self._until.items() if until > now}
+            return set(self._until)
+
+    def update(self, dead: Iterable[str], revived: Iterable[str] = ()) -> None:
+        """Remember *dead* (their login was just rejected); forget *revived*."""
+        dead, revived = list(dead), list(revived)
+        if not dead and not revived:
+            return
+        until = self._clock() + self._ttl
+        with self._lock:
+            self._until.update(dict.fromkeys(dead, until))
+            for token_id in revived:
+                self._until.pop(token_id, None)
+        if self._cache is not None:
+            self._cache.update_dead_tokens(self._base_url, dict.fromkeys(dead, until), revived)
+
+
+class SharedTokenLogin:
+    """One login; call it to get a fresh access token (see the module's description)."""
+
+    def __init__(
+        self,
+        send: Send,
+        session: requests.Session,
+        session_password: str,
+        *,
+        stable: bool = False,
+        timeout: Timeout = LOGIN_TIMEOUT,
+        dead_tokens: Optional[DeadTokens] = None,
+        budget: float = LOGIN_BUDGET,
+    ) -> None:
         """:param stable: the password was chosen by the caller or is shared
         through the session cache, and the history kept under it is wanted
-        back: always prefer the same account for it."""
+        back: always prefer the same account for it.
+        :param timeout: of each request of the login (``requests``' form).
+        :param dead_tokens: where the tokens that failed are remembered (a
+            client's own memory when not given).
+        :param budget: seconds after which no further token is tried."""
         self._send = send
         self._session = session
         self._password = session_password
         self._stable = stable
+        self._timeout = timeout
+        self._dead = dead_tokens if dead_tokens is not None else DeadTokens()
+        self._budget = budget
+        register_secret(self, session_password)
 
     def __call__(self) -> str:
-        token_ids = self.token_ids()
-        if not token_ids:
+        started = time.monotonic()
+        order, known = self._order(self.token_ids())
+        if not order:
             raise AuthenticationError("no shared token to log in with: the server's token list (/api/loads) is empty")
+        failures: List[str] = []
+        dead: List[str] = []
+        revived: List[str] = []
+        try:
+            for tried, token_id in enumerate(order):
+                if tried and time.monotonic() - started >= self._budget:
+                    break
+                try:
+                    token = self._login_with(token_id)
+                except _DeadToken as failure:
+                    failures.append(str(failure))
+                    dead.append(token_id)
+                    logger.debug("shared token %s", failure)
+                    continue
+                if token_id in known:
+                    revived.append(token_id)
+                return token
+        finally:
+            self._dead.update(dead, revived)
+        if len(failures) == len(order):
+            tried_text = f"all {len(order)} tokens tried were rejected"
+        else:
+            tried_text = (f"{len(failures)} of {len(order)} tokens tried were rejected before the "
+                          f"{self._budget:g} s login budget ran out")
+        raise AuthenticationError(f"no usable shared token: {tried_text} ({'; '.join(failures)})")
+
+    def _order(self, listed: List[Tuple[str, float]]) -> Tuple[List[str], Set[str]]:
+        """Every listed token once, in the order to try them, and those known dead."""
+        known = self._dead.known()
         if self._stable:
             # History lives under (account, password): rank the accounts by a hash
             # of both (rendezvous hashing), so this password finds its account
             # again while it is listed, and different passwords spread out.
-            token_ids.sort(key=lambda pair: hashlib.sha256(f"{self._password}\0{pair[0]}".encode()).digest())
+            def rank(pair: Tuple[str, float]) -> Any:
+                return hashlib.sha256(f"{self._password}\0{pair[0]}".encode()).digest()
         else:
-            # Least busy first; random among equals, as the original picked at random.
-            token_ids.sort(key=lambda pair: (pair[1], random.random()))
-        candidates = [token_id for token_id, _ in token_ids[:MAX_TOKENS_PER_LOGIN]]
-        remaining = iter(candidates)
-        failures: List[str] = []
+            def rank(pair: Tuple[str, float]) -> Any:
+                return (pair[1], random.random())  # least busy first; random among equals, like the original
+        unique: Dict[str, float] = {}
+        for token_id, count in listed:
+            unique.setdefault(token_id, count)  # a token listed twice is tried once
+        ranked = sorted(unique.items(), key=lambda pair: (pair[0] in known, rank(pair)))
+        return [token_id for token_id, _ in ranked], known
 
-        def try_next() -> str:
-            token_id = next(remaining)
-            try:
-                return self._login_with(token_id)
-            except _DeadToken as dead:
-                failures.append(str(dead))
-                logger.debug("shared token %s", dead)
-                raise
-
-        rotation = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(len(candidates)),
-            retry=tenacity.retry_if_exception_type(_DeadToken),
-            reraise=True,
-        )
-        try:
-            return rotation(try_next)
-        except _DeadToken:
-            tried = f"all {len(candidates)}" if len(candidates) == len(token_ids) else f"{len(candidates)} of {len(token_ids)}"
-            raise AuthenticationError(
-                f"no usable shared token: {tried} tokens tried were rejected ({'; '.join(failures)})"
-            ) from None
-
-    def token_ids(self) -> List[tuple]:
+    def token_ids(self) -> List[Tuple[str, float]]:
         """``[(token_id, count), ...]`` from ``GET /api/loads``."""
-        response = self._send("GET", "/api/loads", what="GET /api/loads", params={"t": int(time.time())})
+        response = self._send("GET", "/api/loads", what="GET /api/loads", params={"t": int(time.time())},
+                              timeout=self._timeout)
         data = _json(response, "GET /api/loads")
         loads = data.get("loads") if isinstance(data, dict) else None
         if not isinstance(loads, list):
@@ -134,25 +215,28 @@ class SharedTokenLogin:
             passthrough=_CLIENT_ERRORS,
             data={"token_key": token_id, "session_password": self._password},
             allow_redirects=False,
+            timeout=self._timeout,
         )
         if response.status_code >= 400:
             detail = detail_from_body(response.content, response.headers.get("Content-Type", ""))
             raise _DeadToken(token_id, f"login rejected (HTTP {response.status_code}{': ' + detail if detail else ''})")
         logger.debug("POST /auth/login with token %s: HTTP %d", _short(token_id), response.status_code)
         self._keep_cookies(response)
-        response = self._send("GET", "/api/auth/session", what="GET /api/auth/session", passthrough=_CLIENT_ERRORS)
+        response = self._send("GET", "/api/auth/session", what="GET /api/auth/session", passthrough=_CLIENT_ERRORS,
+                              timeout=self._timeout)
         if response.status_code >= 400:
             raise _DeadToken(token_id, f"session refused (HTTP {response.status_code})")
-        try:
-            data = response.json()
-        except (ValueError, RecursionError):
-            raise _DeadToken(token_id, "the session answer is not JSON") from None
+        data = parse_json(response.content)
+        if data is _NOT_JSON:
+            raise _DeadToken(token_id, "the session answer is not JSON")
         token = data.get("accessToken") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise _DeadToken(token_id, "empty session ({}): the shared account is dead or the login did not stick")
-        logger.debug("GET /api/auth/session: access token obtained (expires %s)", data.get("expires", "?"))
+        register_secret(self, token)
+        expires = data.get("expires")
+        logger.debug("GET /api/auth/session: access token obtained (expires %s)",
+                     expires if isinstance(expires, str) else "?")
         return token
-
 
     def _keep_cookies(self, response: requests.Response) -> None:
         """Keep every cookie the login set, even those the jar refused.
@@ -167,7 +251,7 @@ class SharedTokenLogin:
         url = response.url or self._session.headers.get("Referer", "")
         sent = _cookie_header(self._session.cookies, urllib.request.Request(url)) or ""
         have = {pair.split("=", 1)[0].strip() for pair in sent.split(";") if "=" in pair}
-        host = http.cookiejar.eff_request_host(urllib.request.Request(url))[1]
+        host = http.cookiejar.eff_request_host(urllib.request.Request(url))[1]  # type: ignore[attr-defined]
         for header in response.raw.headers.getlist("Set-Cookie") if response.raw is not None else ():
             name, _, value = header.split(";", 1)[0].partition("=")
             name, value = name.strip(), value.strip()
@@ -183,117 +267,12 @@ def _cookie_header(jar: Any, request: urllib.request.Request) -> Optional[str]:
 
 
 def _json(response: requests.Response, what: str) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, RecursionError):
+    data = parse_json(response.content)
+    if data is _NOT_JSON:
         detail = detail_from_body(response.content, response.headers.get("Content-Type", ""))
         raise APIStatusError(
             f"{what} answered HTTP {response.status_code} with a body that is not JSON: {detail or 'empty'}",
             status_code=response.status_code,
             detail=detail,
-        ) from None
-
-
-class _Login:
-    """One login in flight, and its outcome, for every thread waiting on it."""
-
-    __slots__ = ("done", "token", "error")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.token: Optional[str] = None
-        self.error: Optional[BaseException] = None
-
-
-class AccessToken:
-    """The client's access token: obtained once, shared by threads, replaceable.
-
-    :param login: how to get a fresh token, or ``None`` when the token was
-        given by the caller and must not be replaced by a login.
-    """
-
-    def __init__(
-        self,
-        login: Optional[Callable[[], str]],
-        token: Optional[str] = None,
-        on_new_token: Optional[Callable[[str], None]] = None,
-    ) -> None:
-        """:param on_new_token: called with each token a login obtains."""
-        self._login = login
-        self._token = token
-        self._on_new_token = on_new_token
-        self._lock = threading.Lock()
-        self._in_flight: Optional[_Login] = None
-        self.logins = 0
-
-    @property
-    def can_login(self) -> bool:
-        return self._login is not None
-
-    @property
-    def current(self) -> Optional[str]:
-        return self._token
-
-    def set(self, token: Optional[str]) -> None:
-        with self._lock:
-            self._token = token
-
-    def get(self, stop: Callable[[], bool] = lambda: False) -> Optional[str]:
-        """The token, logging in first when there is none.
-
-        One login serves every thread that needs it: the others wait for its
-        outcome and share it, a failure included (each raises its own copy),
-        instead of each trying again in turn. Returns ``None`` as soon as
-        ``stop()`` is true (the call was aborted) rather than wait or log in.
-        """
-        with self._lock:
-            if self._token is not None:
-                return self._token
-            if stop():
-                return None
-            if self._login is None:
-                raise AuthenticationError("no access token, and logging in is disabled")
-            login = self._in_flight
-            leading = login is None
-            if leading:
-                login = self._in_flight = _Login()
-                self.logins += 1
-        if leading:
-            return self._lead(login)  # type: ignore[arg-type]
-        while not login.done.wait(0.05):  # type: ignore[union-attr]
-            if stop():
-                return None
-        if login.error is not None:  # type: ignore[union-attr]
-            raise _copy(login.error) from login.error.__cause__  # type: ignore[union-attr]
-        return login.token  # type: ignore[union-attr]
-
-    def _lead(self, login: _Login) -> str:
-        try:
-            login.token = self._login()  # type: ignore[misc]
-        except BaseException as error:
-            login.error = error
-            raise
-        finally:
-            with self._lock:
-                self._in_flight = None
-                if login.token is not None:
-                    self._token = login.token
-            login.done.set()
-        if self._on_new_token is not None:
-            self._on_new_token(login.token)
-        return login.token
-
-    def invalidate(self, token: str) -> None:
-        """Forget *token* (it was rejected), unless another thread already replaced it."""
-        with self._lock:
-            if self._token == token:
-                self._token = None
-
-
-def _copy(error: BaseException) -> BaseException:
-    """A copy of *error* to raise in another thread (one exception object is
-    not raised by several threads at once: its traceback would be shared)."""
-    try:
-        return copy.copy(error)
-    except Exception:  # pragma: no cover - an exception type that cannot be copied
-        return error
+        )
+    return data

@@ -5,7 +5,17 @@ file atomically (a temporary file renamed over it), under an advisory lock
 where the platform has one, so a reader never sees a torn file and
 concurrent writers do not drop each other's servers. A file that is corrupt,
 owned by someone else, or open to others is ignored with a
-:class:`SessionCacheWarning`, never a crash; the next login rewrites it.
+:class:`SessionCacheWarning`, never a crash; the next login rewrites it. A
+path that is not a regular file (a directory, a FIFO, a device) is never
+waited on nor replaced: it is ignored with a warning, and the client goes
+on without the cache.
+
+An entry, per server: ``{"access_token", "session_password", "cookies":
+[{"name", "value", "domain", "path", "secure", "expires"}], "saved_at",
+"dead_tokens": {token_id: until}}``. ``dead_tokens`` (added later, and
+optional: older files and older readers work without it) lists the shared
+tokens whose login was rejected, until when (Unix time) the logins of every
+process skip them; a malformed ``dead_tokens`` is only ignored.
 """
 from __future__ import annotations
 
@@ -13,20 +23,31 @@ import contextlib
 import json
 import logging
 import os
-import re
-import stat
 import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional
 
 from requests.cookies import RequestsCookieJar, create_cookie
+
+from ._cache_checks import (
+    SECRET,
+    dead_tokens_of,
+    entry_problem,
+    newest,
+    not_replaceable,
+    read_at_most,
+    untrusted,
+)
+from ._secrets import redact_url
 
 __all__ = ["SessionCache", "SessionCacheWarning", "default_cache_path"]
 
 logger = logging.getLogger("fakegpt")
 _FORMAT = "fakegpt-session-cache/1"
+#: A cache file larger than this is not read (a real one holds a few KB per server).
+_MAX_FILE = 8 * 1024 * 1024
 
 try:  # POSIX
     import fcntl
@@ -78,11 +99,14 @@ class SessionCache:
         def adopt_or_claim(sessions: Dict[str, Any]) -> bool:
             nonlocal password
             raw = sessions.get(base_url)
-            entry = self._entry(raw, base_url, quiet=True)
-            if entry is not None and entry["session_password"] is not None:
-                password = entry["session_password"]
+            saved = raw.get("session_password") if isinstance(raw, dict) else None
+            if isinstance(saved, str) and SECRET.match(saved):
+                # Even when another field of the entry is unusable: replacing the
+                # password would make every earlier conversation unreachable.
+                password = saved
                 return False
-            sessions[base_url] = {**(raw if entry is not None else {}), "session_password": proposed}
+            usable = self._entry(raw, base_url, quiet=True) is not None
+            sessions[base_url] = {**(raw if usable and isinstance(raw, dict) else {}), "session_password": proposed}
             return True
 
         self._update(adopt_or_claim)
@@ -103,9 +127,9 @@ class SessionCache:
         warning) for an entry a hostile or broken file could have planted."""
         if raw is None:
             return None
-        problem = _entry_problem(raw)
+        problem = entry_problem(raw)
         if problem:
-            self._ignore(f"has an unusable entry for {base_url} ({problem})", quiet)
+            self._ignore(f"has an unusable entry for {redact_url(base_url)} ({problem})", quiet)
             return None
         cookies = [
             {"name": c["name"], "value": c.get("value", ""), "domain": c.get("domain", ""), "path": c.get("path", "/"),
@@ -133,11 +157,36 @@ class SessionCache:
             "saved_at": int(time.time()),
         }
         def store(sessions: Dict[str, Any]) -> bool:
-            sessions[base_url] = entry
+            dead = dead_tokens_of(sessions.get(base_url), time.time())
+            sessions[base_url] = {**entry, "dead_tokens": dead} if dead else entry
             return True
 
         if self._update(store):
-            logger.debug("session cache: saved the login for %s in %s", base_url, self.path)
+            logger.debug("session cache: saved the login for %s in %s", redact_url(base_url), self.path)
+
+    def dead_tokens(self, base_url: str) -> Dict[str, float]:
+        """The shared tokens of *base_url* whose login failed lately:
+        ``{token_id: until}`` (Unix time), the expired ones left out."""
+        return dead_tokens_of(self._read(quiet=True).get(base_url), time.time())
+
+    def update_dead_tokens(self, base_url: str, dead: Mapping[str, float], revived: Iterable[str] = ()) -> None:
+        """Add *dead* (``{token_id: until}``) to the dead tokens of *base_url*
+        and forget *revived* (they logged in again); the rest of the entry is kept."""
+        revived = set(revived)
+
+        def change(sessions: Dict[str, Any]) -> bool:
+            raw = sessions.get(base_url)
+            before = dead_tokens_of(raw, time.time())
+            after = {**before, **dead}
+            for token_id in revived:
+                after.pop(token_id, None)
+            after = newest(after)
+            if after == before:
+                return False
+            sessions[base_url] = {**(raw if isinstance(raw, dict) else {}), "dead_tokens": after}
+            return True
+
+        self._update(change)
 
     def _update(self, change: Callable[[Dict[str, Any]], bool]) -> bool:
         """Under the lock, let *change* edit the servers' entries, and write them
@@ -147,6 +196,11 @@ class SessionCache:
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
             with self._locked(directory):
+                problem = not_replaceable(self.path)
+                if problem:
+                    warnings.warn(f"could not write the session cache {self.path}: it {problem}",
+                                  SessionCacheWarning, stacklevel=4)
+                    return False
                 sessions = self._read(quiet=True)
                 if change(sessions):
                     self._write({"format": _FORMAT, "sessions": sessions}, directory)
@@ -158,23 +212,34 @@ class SessionCache:
 
     # -- the file ------------------------------------------------------------------
     def _read(self, quiet: bool = False) -> Dict[str, Any]:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer. The type is
+        # checked on the descriptor itself, before any read, and the
+        # descriptor is closed whatever happens.
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
-            descriptor = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            descriptor = os.open(self.path, flags)
         except FileNotFoundError:
             return {}
         except OSError as error:
             return self._ignore(f"cannot be read ({error.strerror})", quiet)
-        with os.fdopen(descriptor, "rb") as file:
-            problem = _untrusted(os.fstat(file.fileno()))
+        try:
+            info = os.fstat(descriptor)
+            problem = untrusted(info) or (f"is too large ({info.st_size} bytes)" if info.st_size > _MAX_FILE else None)
             if problem:
                 return self._ignore(problem, quiet)
-            try:
-                data = json.loads(file.read())
-            except (ValueError, RecursionError):
-                return self._ignore("is not valid JSON", quiet)
+            content = read_at_most(descriptor, _MAX_FILE)
+        except OSError as error:
+            return self._ignore(f"cannot be read ({error.strerror})", quiet)
+        finally:
+            os.close(descriptor)
+        try:
+            data = json.loads(content)
+        except (ValueError, RecursionError):
+            return self._ignore("is not valid JSON", quiet)
         if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("sessions"), dict):
             return self._ignore("is not a fakegpt session cache", quiet)
-        return data["sessions"]
+        sessions: Dict[str, Any] = data["sessions"]
+        return sessions
 
     def _ignore(self, problem: str, quiet: bool) -> Dict[str, Any]:
         if not quiet:
@@ -205,49 +270,3 @@ class SessionCache:
             yield
         finally:
             os.close(descriptor)  # releases the lock
-
-
-# What may go into a header: printable ASCII, no white space, a sane length.
-_SECRET = re.compile(r"[\x21-\x7e]{1,16384}\Z")
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}\Z")
-_COOKIE_VALUE = re.compile(r"[\x21-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]{0,4096}\Z")  # no ; , \\
-_COOKIE_PLACE = re.compile(r"[\x21-\x7e]{0,1024}\Z")
-
-
-def _entry_problem(raw: Any) -> Optional[str]:
-    """What makes a cache entry unusable, or ``None``."""
-    if not isinstance(raw, dict):
-        return "not an object"
-    for field, what in (("access_token", "the access token"), ("session_password", "the session password")):
-        value = raw.get(field)
-        if value is not None and not (isinstance(value, str) and _SECRET.match(value)):
-            return f"{what} is not a printable ASCII string"
-    cookies = raw.get("cookies")
-    if cookies is None:
-        return None
-    if not isinstance(cookies, list) or len(cookies) > 64:
-        return "the cookies are not a short list"
-    for cookie in cookies:
-        if not isinstance(cookie, dict) or not isinstance(cookie.get("name"), str) or not _COOKIE_NAME.match(
-                cookie["name"]):
-            return "a cookie has no valid name"
-        for field, pattern in (("value", _COOKIE_VALUE), ("domain", _COOKIE_PLACE), ("path", _COOKIE_PLACE)):
-            value = cookie.get(field, "")
-            if not isinstance(value, str) or not pattern.match(value):
-                return f"a cookie's {field} is not valid"
-        expires = cookie.get("expires")
-        if expires is not None and (type(expires) is not int or not 0 <= expires < 2 ** 40):
-            return "a cookie's expiry is not a time"
-    return None
-
-
-def _untrusted(info: os.stat_result) -> Optional[str]:
-    """Why a cache file must not be trusted, or ``None``."""
-    if not stat.S_ISREG(info.st_mode):
-        return "is not a regular file"
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        return "belongs to another user"
-    if hasattr(os, "getuid") and info.st_mode & 0o077:
-        return f"is open to other users (mode {stat.S_IMODE(info.st_mode):o}, expected 600)"
-    return None
-

@@ -20,7 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ._constants import BROWSER_HEADERS, POOL_MAXSIZE
+from ._capped import read_capped as capped
+from ._constants import BROWSER_HEADERS, MAX_BODY, POOL_MAXSIZE
 from ._retry import retry_after_seconds
 from ._transport import Adapter, HttpSession
 from .exceptions import APIConnectionError, APIStatusError, APITimeoutError, FakeGptError, error_for_status, one_line
@@ -30,8 +31,6 @@ __all__ = ["Answer", "Http", "MAX_BODY", "MAX_ERROR_BODY", "Timeout", "describe"
 logger = logging.getLogger("fakegpt")
 
 Timeout = Union[float, Tuple[Optional[float], Optional[float]], None]
-#: The largest answer :meth:`Http.fetch` reads (after decompression).
-MAX_BODY = 4 * 1024 * 1024
 #: How much of an error body is read to explain the error.
 MAX_ERROR_BODY = 65536
 
@@ -110,28 +109,32 @@ class Http:
 def read_capped(response: requests.Response, limit: int, what: str, *, truncate: bool = False) -> bytes:
     """The body of *response* (decompressed), at most *limit* bytes; the response is closed.
 
-    Past *limit*: the first *limit* bytes with *truncate*, else an
-    :class:`~fakegpt.APIStatusError` (nothing larger is ever held in memory).
+    Past *limit*: the first *limit* bytes with *truncate* (an error body,
+    which only explains the error), else an :class:`~fakegpt.APIStatusError`.
+    Nothing larger is ever held in memory.
     """
-    pieces: List[bytes] = []
-    size = 0
+    chunks = response.iter_content(65536)
     try:
-        for piece in response.iter_content(65536):
-            pieces.append(piece)
-            size += len(piece)
-            if size > limit:
-                if truncate:
-                    break
-                raise APIStatusError(f"{what}: the answer is larger than {limit // 1024} KiB; not read",
-                                     status_code=response.status_code)
-    except FakeGptError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a cut error body: what arrived still explains it
         if not truncate:
-            raise APIConnectionError(f"{what}: the answer could not be read: {describe(error)}") from None
+            try:
+                return capped(chunks, limit, what=what, status_code=response.status_code)
+            except FakeGptError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a cut body
+                raise APIConnectionError(f"{what}: the answer could not be read: {describe(error)}") from None
+        pieces: List[bytes] = []
+        size = 0
+        try:
+            for piece in chunks:
+                pieces.append(piece)
+                size += len(piece)
+                if size > limit:
+                    break
+        except Exception:  # noqa: BLE001 - a cut error body: what arrived still explains it
+            pass
+        return b"".join(pieces)[:limit]
     finally:
         response.close()
-    return b"".join(pieces)[:limit]
 
 
 def host_of(url: str) -> str:

@@ -1,113 +1,24 @@
-"""The conversation protocol: request bodies, prompt flattening, and turning
-stream events into reply text (PROTOCOL §2–§4). Pure; no I/O.
+"""Turning conversation stream events into reply text, for both stream formats
+(PROTOCOL §3–§4); the request side lives in :mod:`fakegpt._request` and is
+re-exported here. Pure; no I/O.
 """
 from __future__ import annotations
 
 import json
-import uuid
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+import re
+from typing import Any, Dict, List, Mapping, Optional
 
-from .exceptions import StreamError, one_line
+from ._json_ops import apply_op
+from ._request import DEFAULT_MODEL, MODEL_SLUGS, conversation_body, flatten_prompt, validate_messages, web_model
+from .exceptions import StreamError, describe_json, one_line
 
-__all__ = ["ReplyDecoder", "conversation_body", "flatten_prompt", "validate_messages", "web_model"]
+__all__ = [
+    "DEFAULT_MODEL", "MODEL_SLUGS", "ReplyDecoder", "conversation_body", "flatten_prompt", "validate_messages",
+    "web_model",
+]
 
-DEFAULT_MODEL = "gpt-3.5-turbo"
-#: Public model names → the web backend's slugs. Anything else passes through.
-MODEL_SLUGS = {"gpt-3.5-turbo": "text-davinci-002-render-sha"}
 _TEXT_PATH = "/message/content/parts/0"
-
-
-def validate_messages(messages: Any) -> List[Mapping[str, str]]:
-    """Check *messages* is a non-empty list of ``{"role": str, "content": str}``.
-
-    :raises TypeError: not a list, or a message / role / content of the wrong type.
-    :raises ValueError: an empty list, or a message without ``role`` or ``content``.
-    """
-    if not isinstance(messages, (list, tuple)):
-        raise TypeError(f"messages must be a list of {{'role', 'content'}} dicts, not {type(messages).__name__}")
-    if not messages:
-        raise ValueError("messages is empty: give at least one {'role': ..., 'content': ...} dict")
-    for index, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise TypeError(f"messages[{index}] must be a dict, not {type(message).__name__}")
-        for key in ("role", "content"):
-            if key not in message:
-                raise ValueError(f"messages[{index}] has no {key!r}")
-            if not isinstance(message[key], str):
-                raise TypeError(f"messages[{index}][{key!r}] must be a str, not {type(message[key]).__name__}")
-        if not message["role"].strip():
-            raise ValueError(f"messages[{index}]['role'] is empty")
-    return list(messages)
-
-
-def flatten_prompt(messages: Sequence[Mapping[str, str]]) -> str:
-    """Flatten a message list into one user turn, as the original provider did.
-
-    One message → its content verbatim; several → ``Role: content`` lines
-    (role capitalised) followed by ``Assistant:``::
-
-        >>> flatten_prompt([{"role": "system", "content": "Be brief."},
-        ...                 {"role": "user", "content": "hi"}])
-        'System: Be brief.\\nUser: hi\\nAssistant:'
-    """
-    if len(messages) == 1:
-        return messages[0]["content"]
-    lines = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-    return f"{lines}\nAssistant:"
-
-
-def web_model(model: Optional[str]) -> str:
-    """The backend slug for *model* (``None`` or ``""`` means the default model)."""
-    if model is None or model == "":
-        model = DEFAULT_MODEL
-    if not isinstance(model, str):
-        raise TypeError(f"model must be a str, not {type(model).__name__}")
-    return MODEL_SLUGS.get(model, model)
-
-
-def conversation_body(
-    prompt: Optional[str],
-    model: str,
-    *,
-    action: str = "next",
-    conversation_id: Optional[str] = None,
-    parent_message_id: Optional[str] = None,
-    message_id: Optional[str] = None,
-    keep_history: Optional[bool] = None,
-) -> Dict[str, Any]:
-    """The JSON body of ``POST /api/conversation``.
-
-    A one-shot call (no *conversation_id*) sends a fresh random parent id and
-    disables history, like the original; a call inside a conversation sends
-    the server's ids and keeps history (*keep_history* says so for the first
-    turn of a new conversation). ``action="continue"`` carries no message
-    (*prompt* is ``None``).
-    """
-    if keep_history is None:
-        keep_history = conversation_id is not None or action != "next"
-    body: Dict[str, Any] = {"action": action}
-    if prompt is not None:
-        body["messages"] = [
-            {
-                "id": message_id or str(uuid.uuid4()),
-                "author": {"role": "user"},
-                "content": {"content_type": "text", "parts": [prompt]},
-                "metadata": {},
-            }
-        ]
-    if conversation_id is not None:
-        body["conversation_id"] = conversation_id
-    body["parent_message_id"] = parent_message_id or str(uuid.uuid4())
-    body.update(
-        model=web_model(model),
-        plugin_ids=[],
-        timezone_offset_min=-120,
-        suggestions=[],
-        history_and_training_disabled=not keep_history,
-        arkose_token="",
-        force_paragen=False,
-    )
-    return body
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ReplyDecoder:
@@ -124,6 +35,13 @@ class ReplyDecoder:
     ``[DONE]``), :attr:`finished` (saw a finished assistant message),
     :attr:`conversation_id`, :attr:`message_id`, :attr:`model`,
     :attr:`finish_reason`; :attr:`text` is the whole reply.
+
+    The text is always valid Unicode: a proxy that cuts a UTF-16 surrogate
+    pair between two events (``"\\ud83d"`` in one, ``"\\ude00"`` in the
+    next, as JavaScript and Go string slicing can) gets its halves joined;
+    a trailing high half is held back until the next event, and a half that
+    never finds its pair becomes U+FFFD (at the latest on ``[DONE]``, or
+    :meth:`flush`).
     """
 
     def __init__(self, *, resume: Optional[Mapping[str, str]] = None) -> None:
@@ -144,6 +62,8 @@ class ReplyDecoder:
         self._fast: Optional[Dict[str, Any]] = None  # the doc whose text a sticky append extends
         self._fast_parts: List[Any] = []  # ... and its content.parts
         self._queued: List[str] = []  # fast appends not yet applied to that document
+        self._high = ""  # a high surrogate held back (not counted as delivered), awaiting its pair
+        self._high_owner: Any = None  # ... in the text of this message
 
     @property
     def text(self) -> str:
@@ -156,7 +76,7 @@ class ReplyDecoder:
             stripped = data.strip()
             if stripped == b"[DONE]":
                 self.done = True
-                return ""
+                return self.flush()
             if not stripped or event == "ping":
                 return ""
         elif event == "ping":
@@ -166,9 +86,11 @@ class ReplyDecoder:
         except (ValueError, RecursionError) as err:  # ValueError includes UnicodeDecodeError
             if event == "error":
                 raise StreamError(f"the server reported an error in the stream: {_error_text(_text(data))}") from None
-            raise StreamError(f"unreadable event in the stream: {one_line(_text(data), 80)}") from err
+            # (a RecursionError is no cause to show: its traceback is a thousand frames of nothing)
+            raise StreamError(f"unreadable event in the stream: {one_line(_text(data), 80)}") from (
+                err if isinstance(err, ValueError) else ValueError("JSON nested too deep"))
         if event == "error":
-            raise StreamError(f"the server reported an error in the stream: {_error_text(obj)}")
+            raise StreamError(f"the server reported an error in the stream: {_error_text(obj, data)}")
         if not isinstance(obj, dict):
             return ""  # e.g. the "v1" announcement of event: delta_encoding
         # Format B fast path: a bare {"v": "text"} extending the reply.
@@ -191,7 +113,7 @@ class ReplyDecoder:
         if obj.get("type") == "message_stream_complete":
             self.finished = True
         elif obj.get("error"):
-            raise StreamError(f"the server reported an error in the stream: {_error_text(obj['error'])}")
+            raise StreamError(f"the server reported an error in the stream: {_error_text(obj['error'], data)}")
         if isinstance(obj.get("conversation_id"), str):
             self.conversation_id = obj["conversation_id"]
         return ""  # moderation, title_generation and other side events
@@ -216,6 +138,7 @@ class ReplyDecoder:
         if type(message_id) not in (str, int):
             message_id = None  # (it keys a dict: an odd id must not break that)
         self.message_id = message_id
+        ended = False  # this message is complete
         metadata = message.get("metadata")
         if isinstance(metadata, dict):
             if isinstance(metadata.get("model_slug"), str):
@@ -223,9 +146,9 @@ class ReplyDecoder:
             details = metadata.get("finish_details")
             if isinstance(details, dict) and isinstance(details.get("type"), str):
                 self.finish_reason = details["type"]
-                self.finished = True
+                self.finished = ended = True
         if message.get("status") == "finished_successfully" or message.get("end_turn") is True:
-            self.finished = True
+            self.finished = ended = True
         content = message.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         if not isinstance(parts, list) or not parts or type(parts[0]) is not str:
@@ -234,26 +157,60 @@ class ReplyDecoder:
         delivered = self._delivered.get(message_id, 0)
         if len(text) <= delivered:
             return ""
-        self._delivered[message_id] = len(text)
-        delta = text[delivered:]
-        self.parts.append(delta)
+        # A held half is in text[delivered:] again (it was not counted as delivered),
+        # unless it belongs to another message: then it never found its pair.
+        orphan = "\ufffd" if self._high and self._high_owner != message_id else ""
+        self._high = ""
+        delta = orphan + self._settle(text[delivered:], message_id)
+        if ended and self._high:
+            delta += "\ufffd"  # the message is complete: its last half has no pair to come
+            self._high = ""
+        self._delivered[message_id] = len(text) - len(self._high)
+        if delta:
+            self.parts.append(delta)
         return delta
+
+    def _settle(self, text: str, message_id: Any) -> str:
+        """*text* as it may be yielded: surrogate pairs joined, a trailing high
+        surrogate held back for the next event, a lone half made U+FFFD."""
+        if text.isascii() or not _SURROGATE.search(text):
+            return text
+        if "\ud800" <= text[-1] <= "\udbff":
+            self._high, self._high_owner = text[-1], message_id
+            text = text[:-1]
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+    def flush(self) -> str:
+        """The stream is over: the text still held back (a lone surrogate half, as U+FFFD)."""
+        if not self._high:
+            return ""
+        self._high = ""
+        if self._high_owner in self._delivered:
+            self._delivered[self._high_owner] += 1
+        self.parts.append("\ufffd")
+        return "\ufffd"
 
     # -- format B --------------------------------------------------------
     def _append_fast(self, value: str) -> str:
         """A bare ``{"v": "text"}`` extending the assistant message, the commonest
         event of format B: all of it is new text. It is queued, and applied to
         the message document only when another op needs the document."""
-        if value:
-            self._queued.append(value)
-            self.parts.append(value)
+        if not value:
+            return value
+        self._queued.append(value)
+        if self._high or not value.isascii():
+            held, self._high = self._high, ""
+            value = self._settle(held + value, self.message_id)
+            if not value:
+                return value
+        self.parts.append(value)
         return value
 
     def _apply_queued(self) -> None:
         parts = self._fast_parts
         parts[0] = parts[0] + "".join(self._queued)
         self._queued = []
-        self._delivered[self.message_id] = len(parts[0])
+        self._delivered[self.message_id] = len(parts[0]) - len(self._high)
 
     def _op_event(self, obj: Mapping[str, Any]) -> str:
         if type(obj.get("c")) in (str, int):
@@ -273,15 +230,16 @@ class ReplyDecoder:
                 raise StreamError(f"the server reported an error in the stream: {_error_text(value['error'])}")
             doc = value
         else:
-            doc = self._docs.get(self._channel)
-            if doc is None or not isinstance(path, str):
+            found = self._docs.get(self._channel)
+            if found is None or not isinstance(path, str):
                 return ""
+            doc = found
             if op == "patch" and isinstance(value, list):
                 for item in value:
                     if isinstance(item, dict):
-                        _apply(doc, item.get("p", ""), item.get("o", "replace"), item.get("v"))
+                        apply_op(doc, item.get("p", ""), item.get("o", "replace"), item.get("v"))
             else:
-                _apply(doc, path, op, value)
+                apply_op(doc, path, op, value)
         if isinstance(doc.get("conversation_id"), str):
             self.conversation_id = doc["conversation_id"]
         message = doc.get("message")
@@ -295,59 +253,16 @@ class ReplyDecoder:
         return delta
 
 
-_POINTERS: Dict[str, List[str]] = {}
-
-
-def _pointer(path: str) -> List[str]:
-    """Parse a JSON pointer (RFC 6901) into its keys, with a cache."""
-    keys = _POINTERS.get(path)
-    if keys is None:
-        keys = [k.replace("~1", "/").replace("~0", "~") for k in path.split("/")[1:]]
-        if len(_POINTERS) < 256:
-            _POINTERS[path] = keys
-    return keys
-
-
-def _apply(doc: Dict[str, Any], path: str, op: Optional[str], value: Any) -> None:
-    """Apply one delta op to *doc*; ops that do not fit the document are ignored."""
-    if not isinstance(path, str):
-        return
-    keys = _pointer(path)
-    if not keys:
-        return
-    parent: Any = doc
-    try:
-        for key in keys[:-1]:
-            parent = parent[int(key)] if isinstance(parent, list) else parent[key]
-        last: Any = keys[-1]
-        if isinstance(parent, list):
-            last = len(parent) if last == "-" else int(last)
-        if op == "append":
-            current = parent[last]
-            if isinstance(current, list):
-                current.extend(value if isinstance(value, list) else [value])
-            elif isinstance(current, dict):
-                current.update(value)  # e.g. finish_details appended to /message/metadata
-            else:
-                parent[last] = current + value
-        elif op in ("replace", "add"):
-            if isinstance(parent, list) and op == "add":
-                parent.insert(last, value)
-            else:
-                parent[last] = value
-        elif op == "truncate":
-            parent[last] = parent[last][:value]
-        elif op == "remove":
-            del parent[last]
-    except (KeyError, IndexError, TypeError, ValueError):
-        pass
-
-
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _error_text(error: Any) -> str:
+def _error_text(error: Any, raw: bytes = b"") -> str:
+    """The text of an in-stream error value (its message, detail or code), one
+    line, secrets hidden; *raw* (the event) when the value is too deep to show."""
     if isinstance(error, dict):
-        return one_line(str(error.get("message") or error.get("detail") or error.get("code") or error), 200)
-    return one_line(str(error), 200)
+        error = error.get("message") or error.get("detail") or error.get("code") or error
+    return one_line(describe_json(error, fallback=_text(raw[:4096])), 200)
+
+
+

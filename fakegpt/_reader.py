@@ -69,6 +69,9 @@ class ReplyReader:
                 pending = sse.pending
                 if pending and pending[0] == b"[DONE]" and len(pending) == 1:
                     decoder.done = True  # its blank line may never come: it is final already
+                    held = decoder.flush()
+                    if held:
+                        yield held
                     self._finish()
                     return
             if control.aborted:
@@ -82,6 +85,9 @@ class ReplyReader:
                 if not isinstance(error.__cause__, ValueError):
                     raise  # an error event, whole; not a cut one
                 # Otherwise the body ended inside an event: that is a cut stream.
+            held = decoder.flush()
+            if held:
+                yield held
             if not (decoder.done or decoder.finished):
                 message = "the stream ended before [DONE] and before the reply was finished"
                 if sse.stray is not None and not decoder.parts:

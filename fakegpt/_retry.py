@@ -4,8 +4,10 @@ Retried: connection failures and timeouts (never a TLS verification
 failure), 429 and rate-limit details, and 5xx. Not retried: other 4xx,
 in-stream errors, and anything once reply text has been delivered (the
 client retries the call that *opens* a stream, never its iteration).
-The wait is the server's ``Retry-After`` when it sent one, otherwise
-jittered exponential backoff.
+The wait is the server's ``Retry-After`` when it sent one (on a 429 or a
+rate-limit detail, and on 503 and any other 5xx), otherwise jittered
+exponential backoff; a ``Retry-After`` over :data:`MAX_RETRY_AFTER` is not
+waited out, the error is raised at once with its ``retry_after``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import tenacity
 from ._constants import BACKOFF_JITTER, INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER
 from .exceptions import APIConnectionError, APIStatusError, RateLimitError
 
-__all__ = ["backoff_seconds", "is_retryable", "make_retrying", "retry_after_seconds"]
+__all__ = ["backoff_seconds", "is_retryable", "make_retrying", "retry_after_seconds", "wait_seconds"]
 
 logger = logging.getLogger("fakegpt")
 
@@ -61,27 +63,33 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
 def backoff_seconds(attempt: int, rand: Callable[[], float] = random.random) -> float:
     """The wait before retry number *attempt* (1-based) when the server gave none."""
     base = min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)
-    return base * (1.0 - BACKOFF_JITTER * rand())
+    return float(base * (1.0 - BACKOFF_JITTER * rand()))
 
 
 def is_retryable(error: BaseException) -> bool:
     """Whether a failed try is worth another."""
-    if isinstance(error, RateLimitError):
-        return error.retry_after is None or error.retry_after <= MAX_RETRY_AFTER
     if isinstance(error, APIStatusError):
-        return error.status_code >= 500
+        if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+            return False  # the caller decides whether to wait that long
+        return isinstance(error, RateLimitError) or error.status_code >= 500
     if isinstance(error, APIConnectionError):
         # A certificate that fails verification will fail the same way again.
         return not isinstance(error.__cause__, requests.exceptions.SSLError)
     return False
 
 
+def wait_seconds(error: Optional[BaseException], attempt: int) -> float:
+    """The wait before retrying after *error* (try number *attempt* failed):
+    the server's ``Retry-After`` (429, 503, ...), capped, else the backoff."""
+    retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+    if retry_after is not None:
+        return min(float(retry_after), MAX_RETRY_AFTER)
+    return backoff_seconds(attempt)
+
+
 def _wait(retry_state: tenacity.RetryCallState) -> float:
     error = retry_state.outcome.exception() if retry_state.outcome else None
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        return float(retry_after)
-    return backoff_seconds(retry_state.attempt_number)
+    return wait_seconds(error, retry_state.attempt_number)
 
 
 def _log_retry(retry_state: tenacity.RetryCallState) -> None:

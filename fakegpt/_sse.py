@@ -8,11 +8,18 @@ split across two reads is one line break, not two.
 
 Event data stays ``bytes``: ``json.loads`` reads UTF-8 bytes directly, which
 saves a decode and a copy per event.
+
+Every line and every event is bounded (:data:`MAX_EVENT`): a body that never
+ends its line, or an event that never ends, is a :class:`StreamError` once
+it passes the bound, not a process that grows until it is killed.
 """
 from __future__ import annotations
 
 import re
 from typing import List, Optional, Tuple
+
+from ._constants import MAX_EVENT
+from .exceptions import StreamError
 
 __all__ = ["Event", "SSEDecoder"]
 
@@ -25,6 +32,8 @@ _EVENT_HEAD = re.compile(rb"(?:event:([^\n]*)\n)?data: ?")
 _EVENT_NAMES = {b"delta": "delta", b"ping": "ping", b"delta_encoding": "delta_encoding", b"error": "error"}
 _SPACE = b" \t\x0b\x0c"  # (b"" is "in" it too: an empty value is harmless to strip)
 _OTHER_FIELDS = (b"id", b"retry", b"event", b"data")
+#: How much longer than the largest event data a line may be ("data: " and spaces).
+_LINE_ROOM = 64
 
 
 class SSEDecoder:
@@ -44,12 +53,21 @@ class SSEDecoder:
     Beyond the SSE specification it is lenient in two ways seen in the wild:
     trailing white space on a line is ignored (so a line of spaces ends an
     event), and :meth:`close` dispatches an event whose blank line never came.
+
+    :param max_event: the largest event data, in bytes (a line may be up to
+        :data:`_LINE_ROOM` bytes longer: its field name and spaces); past it
+        :meth:`feed` raises :class:`~fakegpt.StreamError`.
     """
 
-    __slots__ = ("_partial", "_skip_lf", "_data", "_event", "_head", "stray")
+    __slots__ = ("_partial", "_partial_size", "_skip_lf", "_data", "_data_size", "_event", "_head", "_max",
+                 "_max_line", "stray")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int = MAX_EVENT) -> None:
+        self._max = max_event
+        self._max_line = max_event + _LINE_ROOM
         self._partial: List[bytes] = []  # pieces of the line not yet ended
+        self._partial_size = 0
+        self._data_size = 0  # bytes in self._data
         self._skip_lf = False  # the last piece ended with \r: a leading \n is its pair
         self._data: List[bytes] = []
         self._event = "message"
@@ -89,6 +107,8 @@ class SSEDecoder:
                     begin = match.end()
                     end = find(b"\n", begin)
                     if 0 <= end < size - 1 and chunk[end + 1] == 10:  # the next line is blank
+                        if end - begin > self._max:
+                            self._too_large("an event", self._max)
                         name = match.group(1)
                         if name is not None:
                             name = name.strip()
@@ -103,16 +123,28 @@ class SSEDecoder:
             # Anything else: one line at a time.
             end = find(b"\n", start)
             if end < 0:
+                self._partial_size += size - start
+                if self._partial_size > self._max_line:
+                    self._too_large("a line", self._max_line)
                 self._partial.append(chunk[start:])
                 break
             line = chunk[start:end]
             if self._partial:
+                if self._partial_size + len(line) > self._max_line:
+                    self._too_large("a line", self._max_line)
                 self._partial.append(line)
                 line = b"".join(self._partial)
-                self._partial = []
+                self._partial, self._partial_size = [], 0
+            elif len(line) > self._max_line:
+                self._too_large("a line", self._max_line)
             self._line(line, events)
             start = end + 1
         return events
+
+    def _too_large(self, what: str, limit: int) -> None:
+        self._partial, self._partial_size, self._data, self._data_size = [], 0, [], 0
+        raise StreamError(f"{what} of the event stream is larger than {limit:,} bytes: "
+                          "not a stream fakegpt can read (the connection was dropped)")
 
     @property
     def pending(self) -> List[bytes]:
@@ -124,7 +156,7 @@ class SSEDecoder:
         events: List[Event] = []
         if self._partial:
             line = b"".join(self._partial)
-            self._partial = []
+            self._partial, self._partial_size = [], 0
             self._line(line, events)
         self._line(b"", events)
         return events
@@ -132,6 +164,9 @@ class SSEDecoder:
     def _line(self, line: bytes, events: List[Event]) -> None:
         if line[:5] == b"data:":
             value = line[6:] if line[5:6] == b" " else line[5:]
+            self._data_size += len(value) + 1
+            if self._data_size > self._max + 1:
+                self._too_large("an event", self._max)
             self._data.append(value.rstrip() if value[-1:] in _SPACE else value)
             return
         line = line.rstrip()
@@ -139,7 +174,7 @@ class SSEDecoder:
             if self._data:
                 data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
                 events.append((self._event, data))
-                self._data = []
+                self._data, self._data_size = [], 0
             self._event = "message"
         elif line[:6] == b"event:":
             name = line[6:].strip()

@@ -6,9 +6,10 @@ import math
 import os
 import re
 from typing import Any, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._http import Timeout
+from ._secrets import redact_url
 
 __all__ = [
     "check_base_url", "check_max_retries", "check_proxy", "check_secret", "check_timeout", "public_url",
@@ -18,12 +19,9 @@ __all__ = [
 _PRINTABLE = re.compile(r"[\x21-\x7e]+")
 
 
-def public_url(url: str, mask: str = "***@") -> str:
-    """*url* with any ``user:password@`` replaced by *mask* (for messages, reprs, headers)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=mask + parts.netloc.rsplit("@", 1)[1]))
+def public_url(url: str) -> str:
+    """*url* with any ``user:password@`` shown as ``***@`` (for messages and reprs)."""
+    return redact_url(url)
 
 
 def url_password(url: Optional[str]) -> Optional[str]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import requests
 
-from ._auth import AccessToken, SharedTokenLogin, new_session_password
+from ._auth import AccessToken, DeadTokens, SharedTokenLogin, new_session_password
 from ._cache import SessionCache, default_cache_path
 from ._call import Engine
 from ._config import env_max_retries, env_session_cache, env_str, env_timeout
@@ -18,6 +18,7 @@ from ._http import Answer, Http, Timeout
 from ._protocol import DEFAULT_MODEL, conversation_body, flatten_prompt, validate_messages, web_model
 from ._retry import make_retrying
 from ._stream import Reply, Stream, drain
+from ._secrets import register_url, without_userinfo
 from .exceptions import redact
 from ._validate import (
     check_base_url, check_max_retries, check_path, check_proxy, check_secret, check_timeout, public_url, url_password,
@@ -100,10 +101,12 @@ class Client:
         if base_url is None:
             base_url = env_str("FAKEGPT_BASE_URL") or DEFAULT_BASE_URL
         url = check_base_url(base_url)
+        register_url(self, url)
         #: The server, with any credentials shown as ``***``.
         self.base_url: str = public_url(url)
         #: The proxy for http and https, or ``None``.
         self.proxy: Optional[str] = check_proxy(env_str("FAKEGPT_PROXY") if proxy is None else proxy)
+        register_url(self, self.proxy)
         if timeout is DEFAULT:
             timeout = env_timeout() or DEFAULT_TIMEOUT
         #: Seconds, or ``(connect, read)``, for the conversation stream.
@@ -129,11 +132,12 @@ class Client:
                 cached = None  # a login under another password: its conversations are not this client's
         self._password = session_password or new_session_password()
         self._url_secret = url_password(url) or url_password(self.proxy)
-        self._http = Http(url, referer=f"{public_url(url, mask='')}/?v=2", proxy=self.proxy,
+        self._http = Http(url, referer=f"{without_userinfo(url)}/?v=2", proxy=self.proxy,
                           timeout=self.timeout, scrub=lambda error: redact(error, self._secrets()))
         # A chosen or cached password wants its history back: the same account each login.
         stable = session_password is not None or self._cache is not None
-        login = SharedTokenLogin(self._login_send, self._http.session, self._password, stable=stable)
+        login = SharedTokenLogin(self._login_send, self._http.session, self._password, stable=stable,
+                                 timeout=self.login_timeout, dead_tokens=DeadTokens(self._cache, self.base_url))
         save = self._save_login if self._cache is not None else None
         self._token = AccessToken(None if access_token else login, access_token, on_new_token=save)
         self._engine = Engine(self._http, self._token, self.max_retries, self._secrets)

@@ -7,23 +7,26 @@ keeps working::
     RuntimeError
     └── FakeGptError
         ├── AuthenticationError        no usable shared token / token rejected
-        ├── APIStatusError             a non-2xx answer (.status_code, .detail)
-        │   └── RateLimitError         429 or a rate-limit detail (.retry_after)
+        ├── APIStatusError             a non-2xx answer (.status_code, .detail, .retry_after)
+        │   └── RateLimitError         429 or a rate-limit detail
         ├── APIConnectionError         could not reach the server / connection lost
         │   └── APITimeoutError        connect or read timeout, a stalled stream
         ├── StreamError                an in-stream error or an unreadable stream
         │   └── IncompleteStreamError  the body ended before [DONE]
         └── NoValidResponseError       a complete stream without assistant text
 
-Messages are one line, never contain the access token, and errors raised
-while a reply was streaming carry the text received so far in
+Messages are one line and never contain a secret: every message is
+redacted (see :mod:`fakegpt._secrets`) before it is cut to length. Errors
+raised while a reply was streaming carry the text received so far in
 :attr:`FakeGptError.partial_text`.
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+
+from ._secrets import redact_error, redact_text
 
 __all__ = [
     "APIConnectionError",
@@ -38,14 +41,21 @@ __all__ = [
 ]
 
 _MAX_MESSAGE = 300
+_MAX_DETAIL = 200
+#: Error bodies are read this far (the client caps them below this anyway).
+_MAX_SCANNED = 1 << 20
+#: How far :func:`describe_json` follows ``detail``/``error``/``message`` down.
+_MAX_DEPTH = 16
 _WHITESPACE = re.compile(r"\s+")
 # Phrases the web backend uses for rate limits on statuses other than 429.
 _RATE_LIMIT_HINTS = ("too many requests", "only one message at a time", "rate limit", "rate_limit")
 
 
 def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
-    """Collapse white space (newlines included) and cut *text* to *limit* characters."""
-    text = _WHITESPACE.sub(" ", str(text)).strip()
+    """Collapse white space (newlines included), hide every secret, then cut
+    *text* to *limit* characters (in that order: a secret cut first would
+    leave its beginning behind)."""
+    text = redact_text(_WHITESPACE.sub(" ", str(text)).strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -71,7 +81,7 @@ class FakeGptError(RuntimeError):
         return _rebuild, (type(self), self.args, self.__dict__)
 
 
-def _rebuild(cls: type, args: tuple, state: dict) -> FakeGptError:
+def _rebuild(cls: "type[FakeGptError]", args: Tuple[Any, ...], state: Dict[str, Any]) -> FakeGptError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -96,18 +106,8 @@ class APIStatusError(FakeGptError):
 
     :ivar status_code: the HTTP status.
     :ivar detail: the server's explanation (its ``detail``, or the page title).
-    """
-
-    def __init__(self, message: str, *, status_code: int, detail: str = "", partial_text: str = "") -> None:
-        super().__init__(message, partial_text=partial_text)
-        self.status_code = status_code
-        self.detail = detail
-
-
-class RateLimitError(APIStatusError):
-    """Rate limited (429, or a rate-limit detail on 400/403) after the retries.
-
-    :ivar retry_after: seconds the server asked to wait, if it said.
+    :ivar retry_after: seconds the server asked to wait (its ``Retry-After``,
+        e.g. on 429 or 503), if it said.
     """
 
     def __init__(
@@ -119,8 +119,15 @@ class RateLimitError(APIStatusError):
         retry_after: Optional[float] = None,
         partial_text: str = "",
     ) -> None:
-        super().__init__(message, status_code=status_code, detail=detail, partial_text=partial_text)
+        super().__init__(message, partial_text=partial_text)
+        self.status_code = status_code
+        self.detail = redact_text(detail)
         self.retry_after = retry_after
+
+
+class RateLimitError(APIStatusError):
+    """Rate limited (429, or a rate-limit detail on 400/403) after the retries;
+    :attr:`retry_after` says how long the server asked to wait, if it said."""
 
 
 class APIConnectionError(FakeGptError):
@@ -149,40 +156,59 @@ def detail_from_body(body: bytes, content_type: str = "") -> str:
 
     Understands ``{"detail": "..."}``, ``{"detail": {"code", "message"}}``,
     ``{"error": ...}`` and HTML pages (their ``<title>``); falls back to the
-    start of the text.
+    start of the text. Any body is safe: huge, nested without end, not
+    UTF-8, echoing a secret (hidden before the text is cut).
     """
-    text = body.decode("utf-8", "replace").strip()
+    text = body[:_MAX_SCANNED].decode("utf-8", "replace").strip()
     if not text:
         return ""
     if "html" in content_type.lower() or text[:15].lower().startswith(("<!doctype", "<html")):
-        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-        return one_line("HTML page: " + (title.group(1) if title else text[:80]), 200)
+        title = re.search(r"<title[^>]*>(.*?)</title>", text[:65536], re.I | re.S)
+        return one_line("HTML page: " + (title.group(1) if title else text[:4096]), _MAX_DETAIL)
+    data = parse_json(text)
+    if data is _NOT_JSON:
+        return one_line(text[:4096], _MAX_DETAIL)
+    return one_line(describe_json(data, fallback=text[:4096]), _MAX_DETAIL)
+
+
+_NOT_JSON: Any = object()
+
+
+def parse_json(text: "str | bytes") -> Any:
+    """The JSON value of *text*, or :data:`_NOT_JSON` (also for JSON nested
+    too deep for the parser: an error body must give an error, not a crash)."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        return one_line(text, 200)
-    return one_line(_describe_json(data), 200)
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
-def _describe_json(data: Any) -> str:
-    if isinstance(data, Mapping):
-        for key in ("detail", "error", "message"):
-            value = data.get(key)
-            if value:
-                return _describe_json(value)
-        code = data.get("code")
-        return str(code) if code else str(data)
-    if isinstance(data, list) and data:
-        return _describe_json(data[0])
-    return str(data)
-
-
-def _detail_code(body: bytes) -> str:
-    """The machine-readable ``code`` of a JSON error body, if any."""
+def describe_json(data: Any, fallback: str = "") -> str:
+    """The human part of an error value: its ``detail``, ``error`` or
+    ``message`` (followed down a few levels), else its ``code``, else the
+    value itself; *fallback* for a value too deep to print."""
+    for _ in range(_MAX_DEPTH):
+        if isinstance(data, Mapping):
+            value = next((data[key] for key in ("detail", "error", "message") if data.get(key)), None)
+            if value is None:
+                code = data.get("code")
+                data = code if code and isinstance(code, (str, int, float)) else data
+                break
+            data = value
+        elif isinstance(data, list) and data:
+            data = data[0]
+        else:
+            break
+    if isinstance(data, str):
+        return data
     try:
-        data = json.loads(body)
-    except ValueError:
-        return ""
+        return json.dumps(data)[:4096] if isinstance(data, (dict, list)) else str(data)
+    except (RecursionError, ValueError):
+        return fallback or "(a value nested too deep to show)"
+
+
+def _detail_code(data: Any) -> str:
+    """The machine-readable ``code`` of a parsed JSON error body, if any."""
     detail = data.get("detail") if isinstance(data, dict) else None
     if isinstance(detail, dict):
         return str(detail.get("code") or "")
@@ -207,28 +233,26 @@ def error_for_status(
     """Map a non-2xx answer to the fakegpt error that describes it.
 
     :param what: what was being done, e.g. ``"POST /api/conversation"``.
-    :param retry_after: the parsed ``Retry-After`` header, if any.
+    :param retry_after: the parsed ``Retry-After`` header, if any (kept on
+        the error whatever the status: the retry policy honours it on 429
+        and 5xx alike).
     """
     detail = detail_from_body(body, content_type)
     message = f"{what} failed: HTTP {status_code}" + (f": {detail}" if detail else "")
-    if is_rate_limit(status_code, detail) or _detail_code(body) == "rate_limit_exceeded":
-        if retry_after is not None:
-            message += f" (retry after {retry_after:g}s)"
+    if retry_after is not None:
+        message += f" (retry after {retry_after:g}s)"
+    limited = is_rate_limit(status_code, detail)
+    if not limited and b"rate_limit_exceeded" in body[:_MAX_SCANNED]:
+        limited = _detail_code(parse_json(body[:_MAX_SCANNED])) == "rate_limit_exceeded"
+    if limited:
         return RateLimitError(message, status_code=status_code, detail=detail, retry_after=retry_after)
     if status_code == 401:
         return AuthenticationError(message, status_code=status_code)
-    return APIStatusError(message, status_code=status_code, detail=detail)
+    return APIStatusError(message, status_code=status_code, detail=detail, retry_after=retry_after)
 
 
-def redact(error: FakeGptError, secrets: Iterable[Optional[str]]) -> FakeGptError:
-    """Replace every secret found in *error*'s message and detail with ``***``."""
-    words = [s for s in secrets if s and len(s) >= 4]
-    if not words:
-        return error
-    pattern = re.compile("|".join(re.escape(word) for word in words))
-    if error.args:
-        error.args = (pattern.sub("***", str(error.args[0])),) + error.args[1:]
-    detail = getattr(error, "detail", None)
-    if isinstance(detail, str):
-        error.detail = pattern.sub("***", detail)  # type: ignore[attr-defined]
-    return error
+def redact(error: Any, secrets: Iterable[Optional[str]] = ()) -> Any:
+    """Hide every secret (the registered ones and *secrets*) in *error*'s
+    message and detail and in every exception it chains to; returns *error*
+    (see :func:`fakegpt._secrets.redact_error`)."""
+    return redact_error(error, secrets)

@@ -8,7 +8,6 @@ import requests
 
 import fakegpt
 from fakegpt._auth import AccessToken, new_session_password
-from fakegpt._constants import MAX_TOKENS_PER_LOGIN
 
 from .conftest import ACCESS, MESSAGES, TOKENS, at_once
 
@@ -124,13 +123,13 @@ def test_every_token_dead(server, client):
     assert "/api/conversation" not in server.paths()
 
 
-def test_token_tries_are_bounded(server, client):
+def test_every_listed_token_is_tried_once_before_giving_up(server, client):
     many = [f"{i:032x}" for i in range(12)]
     server.loads(tokens=many)
     server.login(status=400)
-    with pytest.raises(fakegpt.AuthenticationError, match=f"{MAX_TOKENS_PER_LOGIN} of 12 tokens"):
+    with pytest.raises(fakegpt.AuthenticationError, match="all 12 tokens tried were rejected"):
         client.complete(MESSAGES)
-    assert len(server.login_tokens()) == MAX_TOKENS_PER_LOGIN == len(set(server.login_tokens()))
+    assert sorted(server.login_tokens()) == many  # each once
 
 
 @pytest.mark.parametrize(
@@ -306,3 +305,228 @@ def test_different_passwords_spread_over_the_accounts(server):
             client.complete(MESSAGES)
         chosen.add(server.login_tokens()[0])
     assert len(chosen) >= 3
+
+
+# -- rotation: a usable token is found whenever one is listed ------------------------
+def recording_send(session, calls, base="https://chat.test"):
+    """A ``send`` like the client's (over `responses`), recording every call's keywords."""
+    from fakegpt.exceptions import error_for_status
+
+    def send(method, path, *, what, passthrough=(), **kwargs):
+        calls.append((method, path, dict(kwargs)))
+        response = session.request(method, base + path, **kwargs)
+        if response.status_code >= 400 and response.status_code not in passthrough:
+            raise error_for_status(response.status_code, response.content, what=what)
+        return response
+
+    return send
+
+
+def accounts(server, dead, alive, counts=None):
+    """List *dead* + *alive* tokens; logins with a dead one are rejected (400)."""
+    tokens = list(dead) + list(alive)
+    server.loads(tokens=tokens, counts=counts or [0] * len(dead) + [7] * len(alive))
+
+    def login(request):
+        token = parse_qs(request.body)["token_key"][0]
+        if token in dead:
+            return (400, {}, '{"detail": "Error 400: invalid token_key"}')
+        return (302, {"Location": "/?v=2", "Set-Cookie": "credential=c; Path=/"}, "")
+
+    server.rsps.add_callback("POST", "https://chat.test/auth/login", callback=login)
+    server.session()
+    server.conversation()
+
+
+DEAD = [f"{i:032x}" for i in range(7)]
+ALIVE = ["f" * 32]
+
+
+def password_ranking_last(token, others):
+    """A session password whose stable order puts *token* after all of *others*."""
+    import hashlib
+
+    def rank(password, token_id):
+        return hashlib.sha256(f"{password}\0{token_id}".encode()).digest()
+
+    return next(p for p in (f"pw-{n}" for n in range(10_000))
+                if all(rank(p, token) > rank(p, other) for other in others))
+
+
+WORST = password_ranking_last(ALIVE[0], DEAD)
+
+
+def test_dead_tokens_looking_least_busy_do_not_hide_a_live_one(server, client):
+    accounts(server, DEAD, ALIVE)
+    assert client.complete(MESSAGES) == "Hello world"
+    assert server.login_tokens()[-1] == ALIVE[0] and sorted(server.login_tokens()[:-1]) == DEAD
+    assert client.waits == []
+
+
+def test_a_chosen_password_finds_the_live_token_and_the_next_login_skips_the_dead(server):
+    accounts(server, DEAD, ALIVE)
+    server.rsps.post("https://chat.test/api/conversation", status=401, json={"detail": "expired"})
+    server.conversation()
+    with fakegpt.Client("https://chat.test", session_password=WORST) as client:
+        assert client.complete(MESSAGES) == "Hello world"  # logged in once, after every dead token...
+        assert server.login_tokens() == sorted(DEAD, key=lambda t: server.login_tokens().index(t)) + ALIVE
+        assert client.complete(MESSAGES) == "Hello world"  # ...and again after the 401
+    assert server.login_tokens()[len(DEAD) + 1:] == ALIVE  # the dead ones, remembered, came last: not tried
+
+
+def test_remembered_dead_tokens_are_tried_last_and_forgotten_when_they_work(server):
+    from fakegpt._auth import DeadTokens, SharedTokenLogin
+
+    server.loads(tokens=TOKENS)
+    server.login()
+    server.session()
+    calls = []
+    memory = DeadTokens()
+    memory.update([TOKENS[0], TOKENS[1]])
+    login = SharedTokenLogin(recording_send(requests.Session(), calls), requests.Session(), "pw-12345",
+                             dead_tokens=memory)
+    assert login() == ACCESS and server.login_tokens() == [TOKENS[2]]
+    server.rsps.reset()
+    server.loads(tokens=TOKENS[:2])  # only the remembered ones are listed: still tried, and one works
+    server.login()
+    server.session()
+    assert login() == ACCESS and memory.known() == {TOKENS[0], TOKENS[1]} - {server.login_tokens()[0]}
+
+
+def test_dead_tokens_are_remembered_for_a_while_only():
+    from fakegpt._auth import DeadTokens
+    from fakegpt._constants import DEAD_TOKEN_TTL
+
+    now = [1000.0]
+    memory = DeadTokens(clock=lambda: now[0])
+    memory.update(["a" * 32], revived=[])
+    assert memory.known() == {"a" * 32}
+    now[0] += DEAD_TOKEN_TTL - 1
+    assert memory.known() == {"a" * 32}
+    now[0] += 2
+    assert memory.known() == set()
+
+
+def test_dead_tokens_are_shared_through_the_session_cache(tmp_path, server):
+    from fakegpt._auth import DeadTokens
+    from fakegpt._cache import SessionCache
+
+    cache = SessionCache(tmp_path / "sessions.json")
+    DeadTokens(cache, "https://chat.test").update(["a" * 32, "b" * 32])
+    other = DeadTokens(SessionCache(tmp_path / "sessions.json"), "https://chat.test")  # another process
+    assert other.known() == {"a" * 32, "b" * 32}
+    other.update([], revived=["a" * 32])
+    assert DeadTokens(cache, "https://chat.test").known() == {"b" * 32}
+    assert DeadTokens(cache, "https://other.test").known() == set()
+
+
+def test_a_new_client_sharing_the_cache_skips_the_dead_tokens(tmp_path, server):
+    from fakegpt._cache import SessionCache
+
+    accounts(server, DEAD, ALIVE)
+    cache = tmp_path / "sessions.json"
+    with fakegpt.Client("https://chat.test", session_cache=cache, session_password=WORST) as client:
+        client.complete(MESSAGES)
+    assert len(server.login_tokens()) == len(DEAD) + 1
+    assert set(SessionCache(cache).dead_tokens("https://chat.test")) == set(DEAD)
+    SessionCache(cache).save("https://chat.test", "stale", requests.cookies.RequestsCookieJar(), WORST)
+    server.rsps.post("https://chat.test/api/conversation", status=401, json={"detail": "expired"})
+    server.conversation()
+    with fakegpt.Client("https://chat.test", session_cache=cache, session_password=WORST) as client:
+        assert client.complete(MESSAGES) == "Hello world"  # its cached token is stale: a login
+    assert server.login_tokens()[len(DEAD) + 1:] == ALIVE  # this process skipped what the other learnt
+    assert set(SessionCache(cache).dead_tokens("https://chat.test")) == set(DEAD)  # kept by save()
+
+
+def test_the_login_budget_stops_the_rotation_and_the_error_says_how_far_it_got(server):
+    from fakegpt._auth import SharedTokenLogin
+
+    server.loads(tokens=TOKENS)
+    server.login(status=400, json={"detail": "Error 400"})
+    calls = []
+    login = SharedTokenLogin(recording_send(requests.Session(), calls), requests.Session(), "pw-12345", budget=0)
+    with pytest.raises(fakegpt.AuthenticationError,
+                       match=r"1 of 3 tokens tried were rejected before the 0 s login budget ran out") as info:
+        login()
+    assert type(info.value) is fakegpt.AuthenticationError and len(server.login_tokens()) == 1
+
+
+def test_a_token_listed_twice_is_tried_once(server):
+    from fakegpt._auth import SharedTokenLogin
+
+    server.loads(tokens=[TOKENS[0], TOKENS[1], TOKENS[0]])
+    server.login(status=400)
+    login = SharedTokenLogin(recording_send(requests.Session(), []), requests.Session(), "pw-12345")
+    with pytest.raises(fakegpt.AuthenticationError, match="all 2 tokens tried were rejected"):
+        login()
+    assert sorted(server.login_tokens()) == TOKENS[:2]
+
+
+def test_a_server_wide_failure_during_the_rotation_is_raised_and_the_dead_are_kept(server):
+    from fakegpt._auth import DeadTokens, SharedTokenLogin
+
+    server.loads(tokens=TOKENS, counts=[0, 1, 2])
+    server.rsps.post("https://chat.test/auth/login", status=400, json={"detail": "Error 400"})
+    server.rsps.post("https://chat.test/auth/login", status=429, json={"detail": "Too many requests"})
+    memory = DeadTokens()
+    login = SharedTokenLogin(recording_send(requests.Session(), []), requests.Session(), "pw-12345",
+                             dead_tokens=memory)
+    with pytest.raises(fakegpt.RateLimitError):
+        login()
+    assert memory.known() == {TOKENS[0]} and server.login_tokens() == TOKENS[:2]
+
+
+# -- timeouts ---------------------------------------------------------------------------
+def test_every_login_request_carries_the_login_timeout(server):
+    from fakegpt._auth import SharedTokenLogin
+    from fakegpt._constants import LOGIN_TIMEOUT
+
+    for timeout, expected in ((None, LOGIN_TIMEOUT), ((1.5, 4.0), (1.5, 4.0))):
+        server.rsps.reset()
+        server.loads(tokens=TOKENS[:2])
+        server.rsps.post("https://chat.test/auth/login", status=400)
+        server.login()
+        server.session()
+        calls = []
+        options = {} if timeout is None else {"timeout": timeout}
+        login = SharedTokenLogin(recording_send(requests.Session(), calls), requests.Session(), "pw-12345",
+                                 **options)
+        assert login() == ACCESS
+        assert [path for _, path, _ in calls] == ["/api/loads", "/auth/login", "/auth/login", "/api/auth/session"]
+        assert all(kwargs["timeout"] == expected for _, _, kwargs in calls)
+    assert LOGIN_TIMEOUT == (10.0, 20.0)
+
+
+# -- hostile answers -------------------------------------------------------------------
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("where", ["/api/loads", "/auth/login", "/api/auth/session"])
+def test_json_nested_100000_deep_is_a_fakegpt_error_not_a_recursion_error(server, client, where):
+    if where == "/api/loads":
+        server.rsps.get("https://chat.test/api/loads", body=DEEP, status=200, content_type="application/json")
+        error = fakegpt.APIStatusError
+    else:
+        server.loads(tokens=TOKENS[:1])
+        if where == "/auth/login":
+            server.login(status=400, body=DEEP, content_type="application/json")
+        else:
+            server.login()
+            server.rsps.get("https://chat.test/api/auth/session", body=DEEP, content_type="application/json")
+        error = fakegpt.AuthenticationError
+    with pytest.raises(error) as info:
+        client.complete(MESSAGES)
+    assert type(info.value) is error and len(str(info.value)) <= 300
+    assert not isinstance(info.value.__cause__, RecursionError) and not isinstance(info.value.__context__,
+                                                                                   RecursionError)
+
+
+def test_the_session_password_echoed_by_a_login_error_is_hidden(server, client, debug_log):
+    server.loads(tokens=TOKENS[:1])
+    server.rsps.post("https://chat.test/auth/login", status=400,
+                     body="Error 400: bad form token_key=x&session_password=" + client._password + " " + "x" * 400)
+    with pytest.raises(fakegpt.AuthenticationError) as info:
+        client.complete(MESSAGES)
+    assert "session_password=***" in str(info.value)
+    for text in [str(info.value), repr(info.value)] + [r.getMessage() for r in debug_log.records]:
+        assert client._password[:8] not in text

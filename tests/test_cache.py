@@ -350,3 +350,144 @@ def test_the_cache_is_per_server(cache_path):
             with fakegpt.Client(emulator.url, session_cache=cache_path) as client:
                 client.complete(HI)
             assert emulator.counts["logins"] == 1
+
+
+# -- paths that are not a regular file ------------------------------------------------------
+def descriptors_on(path):
+    """How many of this process's file descriptors are open on *path*."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+        except OSError:  # closed meanwhile
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_a_directory_as_cache_path_is_ignored_with_a_warning_and_no_descriptor_leaks(tmp_path):
+    path = tmp_path / "sessions.json"
+    path.mkdir(mode=0o700)
+    cache = SessionCache(path)
+    for _ in range(20):
+        with pytest.warns(fakegpt.SessionCacheWarning, match="ignoring the session cache .*: it is not a regular file"):
+            assert cache.load("http://a") is None
+        with pytest.warns(fakegpt.SessionCacheWarning, match="could not write .*: it is not a regular file"):
+            assert cache.claim_password("http://a", "proposed") == "proposed"
+        with pytest.warns(fakegpt.SessionCacheWarning, match="could not write"):
+            cache.save("http://a", "token", jar(), "pw")
+        assert cache.dead_tokens("http://a") == {}
+    assert descriptors_on(path) == 0
+    assert path.is_dir() and list(path.iterdir()) == []  # never replaced nor written into
+
+
+def test_a_client_with_a_directory_as_cache_path_warns_and_works(fakegpt_emulator, tmp_path):
+    path = tmp_path / "sessions.json"
+    path.mkdir()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with fakegpt.Client(fakegpt_emulator.url, session_cache=path) as client:
+            assert client.complete(HI).startswith("Hello!")
+    assert record and {w.category for w in record} == {fakegpt.SessionCacheWarning}
+    assert "ignoring the session cache" in str(record[0].message) and "not a regular file" in str(record[0].message)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_as_cache_path_is_not_waited_on(fakegpt_emulator, tmp_path):
+    import threading
+
+    path = tmp_path / "sessions.json"
+    os.mkfifo(path, 0o600)
+    outcome = []
+
+    def use_it():
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            with fakegpt.Client(fakegpt_emulator.url, session_cache=path) as client:
+                outcome.append((client.complete(HI), [str(w.message) for w in record]))
+
+    thread = threading.Thread(target=use_it, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():  # blocked opening the FIFO: let it go, then fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("Client() blocked on a FIFO session cache")
+    (reply, messages), = outcome
+    assert reply.startswith("Hello!") and stat.S_ISFIFO(os.lstat(path).st_mode)
+    assert any("not a regular file" in m for m in messages)
+
+
+def test_a_file_too_large_is_ignored(cache_path):
+    write_cache(cache_path, {"http://a": {"access_token": "token", "padding": "x" * (9 << 20)}})
+    with pytest.warns(fakegpt.SessionCacheWarning, match="is too large"):
+        assert SessionCache(cache_path).load("http://a") is None
+
+
+# -- cookie values ----------------------------------------------------------------------
+@pytest.mark.parametrize("value", ['"a b, c"', "x y", "one,two", 'q"uoted\\', " "])
+def test_cookie_values_with_spaces_commas_or_quotes_are_kept(cache_path, value):
+    cache = SessionCache(cache_path)
+    cache.save("http://a", "token", jar(credential=value), "password-a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        entry = cache.load("http://a")
+    assert [(c.name, c.value) for c in cache.cookies(entry)] == [("credential", value)]
+    assert cache.claim_password("http://a", "other") == "password-a"
+
+
+@pytest.mark.parametrize("value", ["a\r\nSet-Cookie: x=1", "a\nb", "a\x00b", "a\x7fb", "tab\there", "é"])
+def test_cookie_values_that_would_break_the_header_are_refused(cache_path, value):
+    write_cache(cache_path, {"http://a": {"access_token": "token", "cookies": [{**GOOD_COOKIE, "value": value}]}})
+    with pytest.warns(fakegpt.SessionCacheWarning, match="a cookie's value is not valid"):
+        assert SessionCache(cache_path).load("http://a") is None
+
+
+def test_a_bad_cookie_never_costs_the_saved_password(cache_path):
+    write_cache(cache_path, {"http://a": {"access_token": "token", "session_password": "saved-pw",
+                                          "cookies": [{**GOOD_COOKIE, "value": "x\r\ny"}]}})
+    cache = SessionCache(cache_path)
+    assert cache.claim_password("http://a", "fresh") == "saved-pw"
+    assert cache.claim_password("http://a", "again") == "saved-pw"
+    raw = json.loads(cache_path.read_text())["sessions"]["http://a"]
+    assert raw["session_password"] == "saved-pw"
+
+
+def test_an_unusable_password_is_replaced_by_the_claim(cache_path):
+    write_cache(cache_path, {"http://a": {"access_token": "token", "session_password": "bad pw"}})
+    assert SessionCache(cache_path).claim_password("http://a", "fresh") == "fresh"
+    assert json.loads(cache_path.read_text())["sessions"]["http://a"] == {"session_password": "fresh"}
+
+
+# -- dead tokens --------------------------------------------------------------------------
+def test_dead_tokens_round_trip_expire_and_survive_a_save(cache_path):
+    cache = SessionCache(cache_path)
+    now = time.time()
+    cache.update_dead_tokens("http://a", {"a" * 32: now + 100, "b" * 32: now + 100})
+    cache.update_dead_tokens("http://a", {"c" * 32: now - 1}, revived=["b" * 32])
+    assert cache.dead_tokens("http://a") == {"a" * 32: pytest.approx(now + 100)}
+    cache.save("http://a", "token", jar(), "pw-a")
+    assert set(cache.dead_tokens("http://a")) == {"a" * 32}
+    assert cache.load("http://a")["access_token"] == "token" and cache.dead_tokens("http://b") == {}
+    cache.update_dead_tokens("http://a", {}, revived=["a" * 32])
+    assert cache.dead_tokens("http://a") == {} and cache.load("http://a")["session_password"] == "pw-a"
+
+
+def test_an_entry_without_dead_tokens_still_loads_and_a_malformed_list_is_only_ignored(cache_path):
+    write_cache(cache_path, {"http://a": {"access_token": "token"},
+                             "http://b": {"access_token": "token", "dead_tokens": {"x y": 9e9, "ok": "soon", "": 1}},
+                             "http://c": {"access_token": "token", "dead_tokens": ["a"]}})
+    cache = SessionCache(cache_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for url in ("http://a", "http://b", "http://c"):
+            assert cache.load(url)["access_token"] == "token" and cache.dead_tokens(url) == {}
+
+
+def test_dead_tokens_are_bounded(cache_path):
+    from fakegpt._constants import MAX_DEAD_TOKENS
+
+    cache = SessionCache(cache_path)
+    now = time.time()
+    cache.update_dead_tokens("http://a", {f"{i:032x}": now + 1000 + i for i in range(MAX_DEAD_TOKENS + 20)})
+    kept = cache.dead_tokens("http://a")
+    assert len(kept) == MAX_DEAD_TOKENS and f"{MAX_DEAD_TOKENS + 19:032x}" in kept and f"{0:032x}" not in kept

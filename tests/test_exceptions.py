@@ -90,3 +90,98 @@ def test_redact_hides_secrets_in_message_and_detail():
     error = fakegpt.APIStatusError("token sekrit-token-123 was bad", status_code=400, detail="sekrit-token-123")
     redact(error, ["sekrit-token-123", None, ""])
     assert "sekrit" not in str(error) and error.detail == "***" and "***" in str(error)
+
+
+def test_retry_after_is_kept_on_a_503_too():
+    error = error_for_status(503, b'{"detail": "maintenance"}', retry_after=4.0, what="GET /api/loads")
+    assert type(error) is fakegpt.APIStatusError and error.retry_after == 4.0
+    assert str(error) == "GET /api/loads failed: HTTP 503: maintenance (retry after 4s)"
+    assert error_for_status(503, b"").retry_after is None
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("body", [DEEP, b'{"detail": ' * 100_000 + b"1" + b"}" * 100_000,
+                                  b'{"detail": ' + b"[" * 990 + b"]" * 990 + b"}"])
+def test_json_nested_without_end_gives_an_error_not_a_recursion_error(body):
+    error = error_for_status(500, body, content_type="application/json", what="POST /api/conversation")
+    assert type(error) is fakegpt.APIStatusError and error.status_code == 500
+    assert str(error).startswith("POST /api/conversation failed: HTTP 500: ") and len(str(error)) <= 300
+    assert len(detail_from_body(body)) <= 200
+
+
+def test_a_huge_body_is_read_only_as_far_as_needed():
+    error = error_for_status(502, b"x" * (8 << 20), what="GET /api/loads")
+    assert type(error) is fakegpt.APIStatusError and len(str(error)) <= 300
+
+
+SECRET = "eyJhbGciOiJSUzI1NiJ9." + "Qk" * 490  # JWT-sized: about 1,000 characters
+
+
+def leaked(text, secret=SECRET):
+    """Any 8 characters in a row of *secret* found in *text*."""
+    return [secret[i:i + 8] for i in range(len(secret) - 7) if secret[i:i + 8] in text]
+
+
+@pytest.fixture
+def registered():
+    from fakegpt._secrets import register_secret
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    register_secret(holder, SECRET)
+    yield holder
+
+
+@pytest.mark.parametrize("status", [401, 403, 500])
+def test_an_echoed_token_is_hidden_before_the_message_is_cut(registered, status):
+    body = b'{"detail": "the token ' + SECRET.encode() + b' is not valid here"}'
+    error = error_for_status(status, body, what="POST /api/conversation")
+    assert "***" in str(error)
+    for text in (str(error), repr(error), getattr(error, "detail", "")):
+        assert leaked(text) == []
+
+
+def test_one_line_hides_secrets_before_it_cuts(registered):
+    assert one_line("start " + SECRET + " end", 100) == "start *** end"
+    assert leaked(one_line("x" * 250 + SECRET, 300)) == []
+    # A secret already cut upstream (8 characters or more of its beginning) is hidden too.
+    assert one_line("cut: " + SECRET[:20]) == "cut: ***"
+    assert one_line("short: " + SECRET[:7]) == "short: " + SECRET[:7]
+
+
+def test_redact_walks_the_chain_and_cuts_a_link_it_cannot_clean():
+    secret = "hidden-secret-value-42"
+    inner = OSError(2, "No such file", secret)  # the secret sits in an attribute, not in args
+    middle = ValueError(f"wrapped {secret}")
+    middle.__cause__ = inner
+    outer = fakegpt.StreamError("outer")
+    outer.__cause__ = middle
+    outer.__context__ = KeyError(secret)
+    assert redact(outer, [secret]) is outer
+    chain, seen = [], outer
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    assert [type(e) for e in chain] == [fakegpt.StreamError, ValueError]  # the OSError was cut off
+    assert str(middle) == "wrapped ***" and str(outer.__context__) == "'***'"
+
+
+def test_redact_drops_the_request_a_requests_error_keeps():
+    import requests
+
+    prepared = requests.Request("POST", "http://h/x", headers={"Authorization": "Bearer tok-123456"}).prepare()
+    cause = requests.exceptions.ConnectionError("refused", request=prepared)
+    error = fakegpt.APIConnectionError("refused")
+    error.__cause__ = cause
+    redact(error)
+    assert cause.request is None and error.__cause__ is cause
+
+
+def test_the_detail_and_message_hide_bearer_values_and_url_credentials():
+    error = error_for_status(400, b"rejected Authorization: Bearer abc.def.ghi from http://bob:pw1@proxy:3128/")
+    assert "abc.def" not in str(error) and "bob:pw1" not in str(error)
+    assert "Bearer ***" in error.detail and "http://***@proxy:3128/" in error.detail

@@ -315,3 +315,121 @@ def test_malformed_events_never_raise_anything_but_stream_error(event):
 def test_deeply_nested_json_is_a_stream_error():
     with pytest.raises(StreamError, match="unreadable event"):
         ReplyDecoder().feed("message", b"[" * 100000 + b"]" * 100000)
+
+
+# -- surrogate pairs cut between events ----------------------------------------------------
+def utf16_pieces(text, cut):
+    """*text* as a JavaScript or Go proxy may slice it: UTF-16 code units, cut at *cut*."""
+    units = text.encode("utf-16-le")
+    return [units[:2 * cut].decode("utf-16-le", "surrogatepass"), units[2 * cut:].decode("utf-16-le", "surrogatepass")]
+
+
+def proxy_json(value):
+    """JSON as JavaScript's JSON.stringify writes a lone surrogate: an escape."""
+    return json.dumps(value)  # (ensure_ascii escapes every surrogate as \\udxxx)
+
+
+def cumulative_frames(pieces, finish=True):
+    frames, text = [], ""
+    for piece in pieces:
+        text += piece
+        message = {"id": "m1", "author": {"role": "assistant"}, "content": {"parts": [text]}, "status": "in_progress"}
+        frames.append(b"data: " + proxy_json({"message": message, "conversation_id": "c1", "error": None}).encode())
+    if finish:
+        message = {"id": "m1", "author": {"role": "assistant"}, "content": {"parts": [text]},
+                   "status": "finished_successfully", "end_turn": True}
+        frames.append(b"data: " + proxy_json({"message": message, "conversation_id": "c1"}).encode())
+    return b"\n\n".join(frames) + b"\n\ndata: [DONE]\n\n"
+
+
+def v1_frames(pieces, bare=True):
+    """Format B appending *pieces*: the first op in full, the others bare ``{"v"}``
+    (the decoder's fast path) or, with *bare* false, each in full."""
+    frames = [b'event: delta\ndata: {"p": "", "o": "add", "v": {"message": {"id": "m1", "author": {"role": '
+              b'"assistant"}, "content": {"parts": [""]}}, "conversation_id": "c1"}}']
+    for n, piece in enumerate(pieces):
+        op = {"v": piece} if n and bare else {"p": "/message/content/parts/0", "o": "append", "v": piece}
+        frames.append(b"event: delta\ndata: " + proxy_json(op).encode())
+    return b"\n\n".join(frames) + b"\n\ndata: [DONE]\n\n"
+
+
+TEXT = "Hi 😀 there 👋🏽!"
+
+
+@pytest.mark.parametrize("fmt", ["cumulative", "v1", "v1-explicit"])
+def test_a_surrogate_pair_cut_between_two_events_is_joined(fmt):
+    for cut in range(len(TEXT.encode("utf-16-le")) // 2 + 1):
+        pieces = utf16_pieces(TEXT, cut)
+        raw = cumulative_frames(pieces) if fmt == "cumulative" else v1_frames(["Hi"] + pieces, fmt == "v1")
+        deltas, decoder = decode(raw)
+        expected = TEXT if fmt == "cumulative" else "Hi" + TEXT
+        assert "".join(deltas) == expected == decoder.text, f"cut at {cut}"
+        for delta in deltas:
+            delta.encode("utf-8")  # strict: a lone surrogate would raise here
+
+
+def test_a_high_half_at_the_end_becomes_a_replacement_character():
+    raw = b'event: delta\ndata: {"p": "", "o": "add", "v": {"message": {"id": "m1", "author": {"role": "assistant"}, ' \
+          b'"content": {"parts": [""]}}}}\n\nevent: delta\ndata: {"p": "/message/content/parts/0", "o": "append", ' \
+          b'"v": "x\\ud83d"}\n\n'
+    decoder = ReplyDecoder()
+    sse = SSEDecoder()
+    out = [decoder.feed(event, data) for event, data in sse.feed(raw)]
+    assert "".join(out) == "x" and decoder.text == "x"  # held back, awaiting its pair
+    assert decoder.feed("message", b"[DONE]") == "\ufffd" and decoder.text == "x\ufffd"
+    assert decoder.flush() == ""
+
+
+@pytest.mark.parametrize("text", ["a\ude00b", "a\ud83db", "\ude00\ud83d\ud83d\ude00"])
+def test_a_lone_half_inside_the_text_becomes_a_replacement_character(text):
+    deltas, decoder = decode(cumulative_frames([text]))
+    assert decoder.text == text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    assert "\ufffd" in decoder.text and all(d.encode("utf-8") for d in deltas)
+
+
+def test_a_finished_message_ending_in_a_high_half_ends_with_a_replacement_character():
+    deltas, decoder = decode(cumulative_frames(["ok \ud83d"]))
+    assert deltas == ["ok ", "\ufffd"] and decoder.text == "ok \ufffd"
+
+
+def test_a_held_half_of_one_message_is_not_joined_with_the_next_message():
+    first = envelope("assistant", "one \ud83d", mid="a")
+    second = envelope("assistant", "\ude00two", mid="b")
+    deltas, decoder = decode(first + second)
+    assert decoder.text == "one \ufffd\ufffdtwo"
+
+
+def test_a_resumed_message_counts_a_held_half_as_not_delivered():
+    decoder = ReplyDecoder(resume={"m1": "Hi "})
+    deltas, _ = decode(cumulative_frames(["Hi \ud83d", "\ude00"]), decoder)
+    assert "".join(deltas) == "😀"
+
+
+# -- errors -----------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", [
+    b"event: error\ndata: " + b"[" * 100_000 + b"]" * 100_000 + b"\n\n",
+    b'data: {"error": ' + b"[" * 990 + b"]" * 990 + b"}\n\n",
+    b'data: {"message": null, "error": ' + b'{"detail": ' * 900 + b"1" + b"}" * 900 + b"}\n\n",
+    b'event: error\ndata: {"message": ' + b"[" * 990 + b"]" * 990 + b"}\n\n",
+])
+def test_error_events_nested_without_end_are_stream_errors(raw):
+    with pytest.raises(StreamError) as info:
+        decode(raw)
+    assert type(info.value) is StreamError and len(str(info.value)) <= 300
+    assert not isinstance(info.value.__cause__, RecursionError)
+
+
+def test_an_in_stream_error_echoing_a_registered_token_shows_no_part_of_it():
+    from fakegpt._secrets import register_secret
+
+    class Holder:
+        pass
+
+    token, holder = "eyJhbGciOiJSUzI1NiJ9." + "Zm9v" * 245, Holder()
+    register_secret(holder, token)
+    for raw in (b'data: {"message": null, "error": "bad token ' + token.encode() + b'"}\n\n',
+                b"event: error\ndata: token " + token.encode() + b" rejected\n\n",
+                b"data: {not json " + token.encode() + b"\n\n"):
+        with pytest.raises(StreamError) as info:
+            decode(raw)
+        assert [token[i:i + 8] for i in range(len(token) - 7) if token[i:i + 8] in str(info.value)] == []

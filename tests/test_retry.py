@@ -97,3 +97,42 @@ def test_zero_retries_means_one_try():
     with pytest.raises(fakegpt.APIConnectionError):
         make_retrying(0, sleep=lambda s: None)(fail)
     assert calls == [1]
+
+
+def test_retry_after_is_honoured_on_503_and_capped():
+    waits = []
+    errors = [fakegpt.APIStatusError("busy", status_code=503, retry_after=3.0),
+              fakegpt.APIStatusError("busy", status_code=503, retry_after=0.5)]
+
+    def fail():
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    assert make_retrying(2, sleep=waits.append)(fail) == "ok" and waits == [3.0, 0.5]
+    assert is_retryable(fakegpt.APIStatusError("busy", status_code=503, retry_after=MAX_RETRY_AFTER))
+    assert not is_retryable(fakegpt.APIStatusError("busy", status_code=503, retry_after=MAX_RETRY_AFTER + 1))
+    assert not is_retryable(fakegpt.APIStatusError("no", status_code=404, retry_after=1.0))
+
+
+def test_wait_seconds_never_exceeds_the_cap():
+    from fakegpt._retry import wait_seconds
+
+    assert wait_seconds(fakegpt.RateLimitError("r", status_code=429, retry_after=1e9), 1) == MAX_RETRY_AFTER
+    assert wait_seconds(fakegpt.APIStatusError("s", status_code=503, retry_after=2.0), 1) == 2.0
+    assert INITIAL_BACKOFF * 0.75 <= wait_seconds(fakegpt.APIConnectionError("c"), 1) <= INITIAL_BACKOFF
+
+
+def test_a_503_retry_after_is_waited_out_by_the_client(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=503, body="maintenance", headers={"Retry-After": "2"})
+    server.logged_in()
+    server.conversation()
+    assert client.complete([{"role": "user", "content": "Hi"}]) == "Hello world"
+    assert client.waits == [2.0]
+
+
+def test_a_503_asking_for_too_long_is_raised_at_once_with_its_retry_after(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=503, body="down", headers={"Retry-After": "3600"})
+    with pytest.raises(fakegpt.APIStatusError, match=r"HTTP 503: down \(retry after 3600s\)") as info:
+        client.complete([{"role": "user", "content": "Hi"}])
+    assert info.value.retry_after == 3600.0 and client.waits == [] and len(server.calls("/api/loads")) == 1

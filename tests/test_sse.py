@@ -184,3 +184,55 @@ def test_an_event_line_and_its_data_in_separate_reads():
     assert feed_all([b"event: delta\n", b"data: 1\n\n"]) == [("delta", b"1")]
     assert feed_all([b"event: delta\n", b"data: 1\n", b"\n"]) == [("delta", b"1")]
     assert feed_all([b"event: delta\ndata: 1\n", b"\ndata: 2\n\n"]) == [("delta", b"1"), ("message", b"2")]
+
+
+# -- bounds --------------------------------------------------------------------------------
+LIMIT = 1000
+
+
+@pytest.mark.parametrize("newline", NEWLINES, ids=["lf", "crlf", "cr"])
+def test_an_event_of_exactly_the_limit_passes_in_any_chunking(newline):
+    data = frame(newline, b"data: " + b"x" * LIMIT)
+    for size in (1, 7, 999, len(data)):
+        decoder = SSEDecoder(max_event=LIMIT)
+        events = [e for i in range(0, len(data), size) for e in decoder.feed(data[i:i + size])]
+        assert events == [("message", b"x" * LIMIT)]
+
+
+@pytest.mark.parametrize("size", [1, 64, 4096, 10**6])
+def test_a_line_that_never_ends_is_a_stream_error_past_the_limit(size):
+    import fakegpt
+
+    decoder = SSEDecoder(max_event=LIMIT)
+    fed = 0
+    with pytest.raises(fakegpt.StreamError, match="a line of the event stream is larger than 1,064 bytes") as info:
+        while fed < 10 * LIMIT + size:
+            decoder.feed(b"x" * size)
+            fed += size
+    assert type(info.value) is fakegpt.StreamError and fed <= LIMIT + 64 + size  # raised as soon as it passed
+
+
+@pytest.mark.parametrize("raw", [
+    b"data: " + b"y" * (LIMIT + 1) + b"\n\n",  # one whole event in one read (the fast path)
+    b"data: " + b"y" * (LIMIT + 1) + b"\n",  # one line, its event not ended yet
+    b"data: " + b"y" * 600 + b"\ndata: " + b"y" * 600 + b"\n",  # lines each short, their event too long
+    b": " + b"c" * (LIMIT + 100) + b"\n",  # a comment line
+])
+def test_an_event_or_a_line_past_the_limit_is_a_stream_error(raw):
+    import fakegpt
+
+    for size in (len(raw), 1 + len(raw) // 3):
+        decoder = SSEDecoder(max_event=LIMIT)
+        with pytest.raises(fakegpt.StreamError, match=r"of the event stream is larger than 1,0(00|64) bytes"):
+            for i in range(0, len(raw), size):
+                decoder.feed(raw[i:i + size])
+
+
+def test_the_default_limit_is_the_documented_16_mib():
+    import fakegpt
+    from fakegpt._constants import MAX_EVENT
+
+    assert MAX_EVENT == 16 * 1024 * 1024
+    assert SSEDecoder().feed(b"data: " + b"z" * (MAX_EVENT - 10) + b"\n\n")[0][1][:3] == b"zzz"
+    with pytest.raises(fakegpt.StreamError, match="16,777,216 bytes"):
+        SSEDecoder().feed(b"data: " + b"z" * MAX_EVENT + b"z\n\n")

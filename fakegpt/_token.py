@@ -1,0 +1,123 @@
+"""The client's access token: obtained once, shared by threads, replaceable.
+
+Every token it holds is registered as a secret (:mod:`fakegpt._secrets`),
+so no message or log record shows it.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Callable, Optional
+
+from ._secrets import register_secret
+from .exceptions import AuthenticationError
+
+__all__ = ["AccessToken"]
+
+
+class _Login:
+    """One login in flight, and its outcome, for every thread waiting on it."""
+
+    __slots__ = ("done", "token", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.token: Optional[str] = None
+        self.error: Optional[BaseException] = None
+
+
+class AccessToken:
+    """The client's access token: obtained once, shared by threads, replaceable.
+
+    :param login: how to get a fresh token, or ``None`` when the token was
+        given by the caller and must not be replaced by a login.
+    """
+
+    def __init__(
+        self,
+        login: Optional[Callable[[], str]],
+        token: Optional[str] = None,
+        on_new_token: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        """:param on_new_token: called with each token a login obtains."""
+        self._login = login
+        self._token = token
+        register_secret(self, token)
+        self._on_new_token = on_new_token
+        self._lock = threading.Lock()
+        self._in_flight: Optional[_Login] = None
+        self.logins = 0
+
+    @property
+    def can_login(self) -> bool:
+        return self._login is not None
+
+    @property
+    def current(self) -> Optional[str]:
+        return self._token
+
+    def set(self, token: Optional[str]) -> None:
+        register_secret(self, token)
+        with self._lock:
+            self._token = token
+
+    def get(self, stop: Callable[[], bool] = lambda: False) -> Optional[str]:
+        """The token, logging in first when there is none.
+
+        One login serves every thread that needs it: the others wait for its
+        outcome and share it, a failure included (each raises its own copy),
+        instead of each trying again in turn. Returns ``None`` as soon as
+        ``stop()`` is true (the call was aborted) rather than wait or log in.
+        """
+        with self._lock:
+            if self._token is not None:
+                return self._token
+            if stop():
+                return None
+            if self._login is None:
+                raise AuthenticationError("no access token, and logging in is disabled")
+            login = self._in_flight
+            leading = login is None
+            if leading:
+                login = self._in_flight = _Login()
+                self.logins += 1
+        if leading:
+            return self._lead(login)  # type: ignore[arg-type]
+        while not login.done.wait(0.05):  # type: ignore[union-attr]
+            if stop():
+                return None
+        if login.error is not None:  # type: ignore[union-attr]
+            raise _copy(login.error) from login.error.__cause__  # type: ignore[union-attr]
+        return login.token  # type: ignore[union-attr]
+
+    def _lead(self, login: _Login) -> str:
+        try:
+            login.token = self._login()  # type: ignore[misc]
+            register_secret(self, login.token)
+        except BaseException as error:
+            login.error = error
+            raise
+        finally:
+            with self._lock:
+                self._in_flight = None
+                if login.token is not None:
+                    self._token = login.token
+            login.done.set()
+        if self._on_new_token is not None:
+            self._on_new_token(login.token)
+        return login.token
+
+    def invalidate(self, token: str) -> None:
+        """Forget *token* (it was rejected), unless another thread already replaced it."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A copy of *error* to raise in another thread (one exception object is
+    not raised by several threads at once: its traceback would be shared)."""
+    try:
+        return copy.copy(error)
+    except Exception:  # pragma: no cover - an exception type that cannot be copied
+        return error
