@@ -24,31 +24,32 @@ wait for a free thread.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-__all__ = ["Channel", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_WORKERS", "executor", "pump"]
+__all__ = ["Channel", "MAX_BATCH", "MAX_BATCH_AGE", "pump", "start_worker"]
 
-#: Threads in the pool that runs blocking streams for asyncio callers.
-MAX_WORKERS = 64
 #: While data keeps arriving, a delta waits at most this long (seconds) for company.
 MAX_BATCH_AGE = 0.005
 #: ... or until this many deltas are queued.
 MAX_BATCH = 1024
 
-_executor: Optional[ThreadPoolExecutor] = None
-_executor_lock = threading.Lock()
+_worker_ids = itertools.count(1)
 
 
-def executor() -> ThreadPoolExecutor:
-    """The shared worker pool (created on first use)."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="fakegpt-worker")
-        return _executor
+def start_worker(target: Callable[..., None], *args: Any) -> threading.Thread:
+    """Run ``target(*args)`` in a new daemon thread (``fakegpt-worker-N``).
+
+    A thread per active stream, not a pool: one slow or stalled server
+    cannot hold up every other call of the process, and a daemon thread
+    never keeps the interpreter from exiting (at exit, every open call is
+    hung up, so a blocked read returns at once).
+    """
+    thread = threading.Thread(target=target, args=args, name=f"fakegpt-worker-{next(_worker_ids)}", daemon=True)
+    thread.start()
+    return thread
 
 
 class Channel:

@@ -191,29 +191,26 @@ def describe(error: BaseException) -> str:
     return f"could not use the proxy: {text}" if proxy else text
 
 
+def _chain(error: BaseException) -> List[BaseException]:
+    """*error* and the errors it wraps (urllib3's ``reason``, exceptions among ``args``)."""
+    chain = [error]
+    for _ in range(8):
+        current = chain[-1]
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in reversed(current.args) if isinstance(a, BaseException)), None)
+        if inner is None or inner in chain:
+            break
+        chain.append(inner)
+    return chain
+
+
 def _is_proxy_error(error: BaseException) -> bool:
-    seen = 0
-    current: Optional[BaseException] = error
-    while current is not None and seen < 8:
-        if isinstance(current, requests.exceptions.ProxyError) or type(current).__name__ == "ProxyError":
-            return True
-        current = getattr(current, "reason", None) or (current.args[0] if current.args and isinstance(
-            current.args[0], BaseException) else None)
-        seen += 1
-    return False
+    return any(type(e).__name__ == "ProxyError" for e in _chain(error))
 
 
 def _innermost_text(error: BaseException) -> str:
-    current: Any = error
-    for _ in range(8):
-        inner = getattr(current, "reason", None)
-        if not isinstance(inner, BaseException):
-            args = getattr(current, "args", ())
-            inner = next((a for a in reversed(args) if isinstance(a, BaseException)), None)
-        if inner is None:
-            break
-        current = inner
-    return str(current)
+    return str(_chain(error)[-1])
 
 
 def headers_for(token: str) -> Mapping[str, str]:

@@ -165,8 +165,9 @@ class HttpSession(requests.Session):
     def merge_environment_settings(
         self, url: Optional[str], proxies: Any, stream: Any, verify: Any, cert: Any,
     ) -> Dict[str, Any]:
+        explicit = bool(proxies)  # before requests adds the environment's to the same dict
         settings: Dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if not proxies and is_loopback(url or ""):
+        if not explicit and is_loopback(url or ""):
             settings["proxies"] = {}
         return settings
 

@@ -35,7 +35,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ._bridge import Channel, executor, pump
+from ._bridge import Channel, pump, start_worker
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._stream import Stream
 from .client import Client
@@ -87,7 +87,7 @@ class FakeGpt:
         stream = cls.create_completion(model, messages, proxy=proxy, **kwargs)
         channel = Channel(asyncio.get_running_loop())
         stream.hand_off_to(channel)
-        executor().submit(pump, stream.deltas(), channel)
+        start_worker(pump, stream.deltas(), channel)
         try:
             while True:
                 batch, closed, error = await channel.get()

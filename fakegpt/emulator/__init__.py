@@ -83,6 +83,9 @@ class Emulator:
         ``finish_details.type = "max_tokens"`` (the rest comes with ``continue``).
     :param cookie_attributes: extra attributes of the login cookie, e.g.
         ``"; Secure"`` to act like a server that marks it for https only.
+    :param compress: ``"gzip"`` or ``"deflate"``: compress reply streams
+        (``Content-Encoding``) as a reverse proxy or CDN would, flushed at
+        every event.
 
     Every parameter is also an attribute that can be changed while it runs.
     """
@@ -102,6 +105,7 @@ class Emulator:
         split: Optional[int] = None,
         max_words: Optional[int] = None,
         cookie_attributes: str = "",
+        compress: Optional[str] = None,
     ) -> None:
         if format not in _FORMATS:
             raise ValueError(f"format must be one of {_FORMATS}, not {format!r}")
@@ -113,6 +117,10 @@ class Emulator:
         self.delay, self.format, self.token_ttl = delay, format, token_ttl
         self.chunked, self.newline, self.split, self.max_words = chunked, newline, split, max_words
         self.cookie_attributes = cookie_attributes
+        if compress not in (None, "gzip", "deflate"):
+            raise ValueError("compress must be None, 'gzip' or 'deflate'")
+        #: Compress reply streams (``Content-Encoding``), flushed at every event.
+        self.compress = compress
         self.responder = responder or default_responder
         self.challenge = False  # /api/loads answers with a Cloudflare challenge page
         self.counts: "collections.Counter[str]" = collections.Counter()
@@ -240,6 +248,12 @@ class Emulator:
             self._faults.extend([fault] * times)
 
     # -- observation ---------------------------------------------------------
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (streaming or idle keep-alive)."""
+        server = self._server
+        return len(server.open_sockets) if server is not None else 0
+
     @property
     def requests(self) -> List[RecordedRequest]:
         """Every request received, oldest first (the last 10,000)."""

@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 import time
+import zlib
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, Optional
@@ -52,8 +53,10 @@ class Server(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        self.open_sockets.discard(request)
         super().shutdown_request(request)
+        with self.emulator._changed:
+            self.open_sockets.discard(request)
+            self.emulator._changed.notify_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client resetting an idle keep-alive connection is normal: log it, never print it."""
@@ -254,9 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_header("Connection", "close")
             self.close_connection = True
+        if emulator.compress:
+            self.send_header("Content-Encoding", emulator.compress)
         self.end_headers()
         emulator._count("streams")
-        writer = _Writer(self, chunked, emulator.newline, emulator.split)
+        writer = _Writer(self, chunked, emulator.newline, emulator.split, emulator.compress)
         delay, words = emulator.delay, 0
         if not delay and fault is None and not emulator.split:
             # Nothing to wait for between events: render the whole body, then
@@ -325,9 +330,13 @@ class _Writer:
     """Writes frames as HTTP chunks (or raw, when close-delimited), with the
     line ends and splitting a test asked for; batches writes when it can."""
 
-    def __init__(self, handler: _Handler, chunked: bool, newline: str, split: Optional[int]) -> None:
+    def __init__(self, handler: _Handler, chunked: bool, newline: str, split: Optional[int],
+                 compress: Optional[str] = None) -> None:
         self._sock = handler.connection
         self._chunked = chunked
+        # gzip or deflate (zlib format), flushed at every write so each event can be decoded on arrival.
+        self._zlib = zlib.compressobj(wbits=31 if compress == "gzip" else 15) if compress else None
+        self._plain = bytearray()
         self._newline = newline.encode()
         self._split = split
         self._buffer = bytearray()
@@ -340,13 +349,28 @@ class _Writer:
         if self._split:
             pieces = [frame[i:i + self._split] for i in range(0, len(frame), self._split)]
         for piece in pieces:
-            self._buffer += b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece
+            if self._zlib is not None:
+                self._plain += piece
+            else:
+                self._frame(piece)
             if self._split:
                 self.flush()
-        if len(self._buffer) >= 65536 and not self.hold:
+        if len(self._buffer) + len(self._plain) >= 65536 and not self.hold:
             self.flush()
 
+    def _frame(self, piece: bytes) -> None:
+        if piece:
+            self._buffer += b"%x\r\n%s\r\n" % (len(piece), piece) if self._chunked else piece
+
+    def _compress(self, final: bool = False) -> None:
+        if self._zlib is not None and (self._plain or final):
+            data = self._zlib.compress(bytes(self._plain))
+            data += self._zlib.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+            self._plain.clear()
+            self._frame(data)
+
     def flush(self) -> None:
+        self._compress()
         if self._buffer:
             try:
                 self._sock.sendall(self._buffer)
@@ -355,6 +379,7 @@ class _Writer:
             self._buffer.clear()
 
     def finish(self) -> None:
+        self._compress(final=True)
         if self._chunked:
             self._buffer += b"0\r\n\r\n"
         self.flush()

@@ -1,0 +1,355 @@
+"""The I/O core over real sockets: compressed bodies, TLS with a self-signed
+certificate, CONNECT and SOCKS5 proxies, and abort/close/break in every
+phase. Each test checks the exact text, that the server saw the hang-up, and
+that nothing was left behind."""
+import asyncio
+import gc
+import os
+import ssl
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import trustme
+
+import fakegpt
+from fakegpt.emulator import Emulator, default_responder
+
+from ..netkit import ConnectProxy, Silent, Socks5Proxy, TlsFront
+
+MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
+EXPECTED = default_responder("Tell me about streams")
+LONG = [{"role": "user", "content": "Tell me everything about streams, at length"}]
+
+
+def long_responder(prompt):
+    return " ".join(f"word{i}" for i in range(400))
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def trust(ca, tmp_path, monkeypatch):
+    """Make requests (and so the client) trust the test CA, as a user would: REQUESTS_CA_BUNDLE."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return ca
+
+
+def server_context(ca):
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def emulator():
+    with Emulator(responder=long_responder) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def tls(trust, emulator):
+    with TlsFront(("127.0.0.1", emulator.port), server_context(trust)) as front:
+        yield front
+
+
+def deltas_until(stream, words):
+    text = ""
+    for delta in stream:
+        text += delta
+        if len(text.split()) >= words:
+            return text
+    raise AssertionError(f"the stream ended after {text!r}")
+
+
+def abort_mid_stream_and_check(emulator, client, *, front=None):
+    """Read a few words of a stalled reply, abort from another thread, and
+    check: no further delta, the server saw the hang-up, the thread returned."""
+    streams, disconnects = emulator.counts["streams"], emulator.counts["disconnects"]
+    emulator.stream_fault("stall", after_words=5, seconds=60)
+    stream = client.stream(LONG)
+    text = deltas_until(stream, 5)
+    outcome = []
+
+    def rest():
+        outcome.append(list(stream))
+
+    reader = threading.Thread(target=rest)
+    reader.start()
+    assert emulator.wait_until(lambda e: e.counts["streams"] == streams + 1)
+    stream.abort()
+    reader.join(10)
+    assert not reader.is_alive(), "the blocked read did not return after abort()"
+    assert outcome == [[]]  # nothing after the abort
+    assert stream.text == text and long_responder("").startswith(text)
+    assert emulator.wait_until(lambda e: e.counts["disconnects"] == disconnects + 1, timeout=10), emulator.counts
+
+
+# -- 1. compressed streams -------------------------------------------------------------------
+@pytest.mark.parametrize("compress", ["gzip", "deflate"])
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_compressed_stream_is_decoded(compress, chunked):
+    with Emulator(compress=compress, chunked=chunked) as emulator, fakegpt.Client(emulator.url) as client:
+        assert client.complete(MESSAGES) == EXPECTED
+        v1 = fakegpt.Client(emulator.url)
+        emulator.format = "v1"
+        assert v1.complete(MESSAGES) == EXPECTED
+        v1.close()
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_each_compressed_event_arrives_as_soon_as_it_is_sent(chunked):
+    # The server stalls after 3 words: a client that waited for more bytes
+    # (a buffer to fill, a whole gzip member) would never see them.
+    with Emulator(compress="gzip", chunked=chunked, responder=long_responder) as emulator, \
+            fakegpt.Client(emulator.url, timeout=(5, 30)) as client:
+        emulator.stream_fault("stall", after_words=3, seconds=60)
+        with client.stream(LONG) as stream:
+            assert deltas_until(stream, 3).strip() == "word0 word1 word2"
+
+
+# -- 2. no reference cycle keeps a response open ------------------------------------------------
+@pytest.mark.parametrize("first_answer", [503, 401])
+def test_break_after_a_retried_open_closes_the_response_without_the_gc(emulator, first_answer):
+    client = fakegpt.Client(emulator.url)
+    client._engine.sleep = lambda seconds: None
+    client.complete(MESSAGES)  # logged in
+    emulator.fail_next(first_answer, {"detail": "try again"})
+    emulator.stream_fault("stall", after_words=2, seconds=60)
+    gc.disable()
+    try:
+        for delta in client.stream(LONG):
+            break
+        assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10), emulator.counts
+    finally:
+        gc.enable()
+        client.close()
+    assert emulator.counts["logins"] == (2 if first_answer == 401 else 1)
+
+
+def test_dropping_an_unfinished_stream_closes_it_without_the_gc(emulator):
+    with fakegpt.Client(emulator.url) as client:
+        emulator.stream_fault("stall", after_words=2, seconds=60)
+        gc.disable()
+        try:
+            stream = client.stream(LONG)
+            next(stream)
+            del stream
+            assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10)
+        finally:
+            gc.enable()
+
+
+# -- 3. abort() in every phase ------------------------------------------------------------------
+def test_abort_yields_nothing_more_even_with_deltas_already_buffered(emulator):
+    with fakegpt.Client(emulator.url) as client:
+        stream = client.stream(LONG)  # the emulator sends the whole reply at once
+        first = next(stream)
+        stream.abort()
+        assert list(stream) == [] and stream.text == first and stream.aborted
+
+
+def test_abort_mid_stream_direct(emulator):
+    with fakegpt.Client(emulator.url) as client:
+        abort_mid_stream_and_check(emulator, client)
+
+
+def test_abort_while_waiting_for_the_headers():
+    with Silent() as silent, fakegpt.Client(silent.url, access_token="a-token", timeout=(5, 60)) as client:
+        stream = client.stream(MESSAGES)
+        outcome = []
+        reader = threading.Thread(target=lambda: outcome.append(list(stream)))
+        reader.start()
+        assert silent.wait_request()
+        stream.abort()
+        reader.join(10)
+        assert not reader.is_alive() and outcome == [[]]
+        assert silent.wait_closed(1)
+
+
+def test_abort_during_a_retry_back_off(emulator):
+    with fakegpt.Client(emulator.url) as client:
+        client.complete(MESSAGES)
+        sent = emulator.counts["conversations"]
+        emulator.fail_next(503, {"detail": "busy"}, headers={"Retry-After": "50"})
+        stream = client.stream(MESSAGES)
+        outcome = []
+        reader = threading.Thread(target=lambda: outcome.append(list(stream)))
+        reader.start()
+        assert emulator.wait_until(lambda e: e.counts["failures"] == 1)
+        stream.abort()
+        reader.join(10)
+        assert not reader.is_alive() and outcome == [[]]
+        assert emulator.counts["conversations"] == sent + 1  # the retry was never sent
+
+
+def test_abort_between_a_continuations_requests(emulator):
+    emulator.max_words = 3
+    with fakegpt.Client(emulator.url) as client:
+        conversation = client.conversation(auto_continue=True)
+        stream = conversation.stream("Tell me about streams")
+        text = next(stream)
+        stream.abort()
+        assert list(stream) == [] and stream.text == text
+        sent = emulator.counts["conversations"]
+    assert sent == 1
+
+
+# -- 4, 5. proxies and TLS ------------------------------------------------------------------------
+def test_tls_with_a_self_signed_certificate(tls, emulator):
+    with fakegpt.Client(tls.url) as client:
+        assert client.complete(LONG) == long_responder("")
+        abort_mid_stream_and_check(emulator, client)
+
+
+def test_an_untrusted_certificate_is_refused_and_not_retried(ca, emulator, monkeypatch):
+    with TlsFront(("127.0.0.1", emulator.port), server_context(ca)) as front, \
+            fakegpt.Client(front.url) as client:
+        with pytest.raises(fakegpt.APIConnectionError, match="certificate could not be verified"):
+            client.complete(MESSAGES)
+        assert front.accepted == 1
+
+
+def test_through_an_http_connect_proxy(tls, emulator):
+    with ConnectProxy() as proxy, fakegpt.Client(tls.url, proxy=proxy.url) as client:
+        assert client.complete(LONG) == long_responder("")
+        abort_mid_stream_and_check(emulator, client)
+        assert proxy.tunnels and all(t == f"localhost:{tls.port}" for t in proxy.tunnels)
+
+
+def test_through_an_https_proxy_tls_in_tls(trust, tls, emulator):
+    with ConnectProxy(server_context(trust)) as proxy, fakegpt.Client(tls.url, proxy=proxy.url) as client:
+        assert client.complete(LONG) == long_responder("")
+        abort_mid_stream_and_check(emulator, client)
+
+
+def test_cancelling_a_task_through_an_https_proxy_raises_cancelled_error(trust, tls, emulator):
+    fakegpt.FakeGpt.url = tls.url
+
+    async def main():
+        with ConnectProxy(server_context(trust)) as proxy:
+            emulator.stream_fault("stall", after_words=3, seconds=60)
+            got = []
+
+            async def consume():
+                async for delta in fakegpt.FakeGpt.create_async_generator("gpt-3.5-turbo", LONG, proxy=proxy.url):
+                    got.append(delta)
+
+            task = asyncio.ensure_future(consume())
+            while len("".join(got).split()) < 3:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return got
+
+    got = asyncio.run(main())
+    assert "".join(got).strip() == "word0 word1 word2"
+    assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10)
+
+
+def test_through_a_socks5_proxy(emulator):
+    with Socks5Proxy() as proxy, fakegpt.Client(emulator.url, proxy=proxy.url) as client:
+        assert client.complete(LONG) == long_responder("")
+        abort_mid_stream_and_check(emulator, client)
+        assert proxy.tunnels
+
+
+def test_environment_proxies_skip_loopback_but_an_explicit_proxy_applies(tls, emulator, monkeypatch):
+    with ConnectProxy() as proxy:
+        for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with fakegpt.Client(emulator.url) as client:  # the loopback emulator: direct
+            assert client.complete(MESSAGES) == long_responder("")
+        with fakegpt.Client(tls.url, proxy="") as client:
+            assert client.complete(MESSAGES) == long_responder("")
+        assert proxy.accepted == 0
+        with fakegpt.Client(tls.url, proxy=proxy.url) as client:  # asked for: used, loopback or not
+            assert client.complete(MESSAGES) == long_responder("")
+        assert proxy.tunnels == [f"localhost:{tls.port}"]
+
+
+# -- 6. interpreter exit ---------------------------------------------------------------------------
+def test_interpreter_exit_does_not_wait_for_an_open_async_generator(emulator):
+    emulator.stream_fault("stall", after_words=2, seconds=120)
+    script = textwrap.dedent(f"""
+        import asyncio, fakegpt
+        fakegpt.FakeGpt.url = {emulator.url!r}
+        loop = asyncio.new_event_loop()
+        agen = fakegpt.FakeGpt.create_async_generator("gpt-3.5-turbo", [{{"role": "user", "content": "hi"}}],
+                                                      timeout=None)
+        print(loop.run_until_complete(agen.__anext__()), flush=True)
+        loop.close()   # the generator is left open, its worker blocked on the socket
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert completed.stdout.strip() == "word0", completed.stderr
+    assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10)
+
+
+# -- 7. netrc ----------------------------------------------------------------------------------------
+def test_netrc_never_replaces_the_bearer_header(emulator, tmp_path, monkeypatch):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine localhost login alice password netrc-secret\n"
+                     "machine 127.0.0.1 login alice password netrc-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with fakegpt.Client(emulator.url) as client:
+        assert client.complete(MESSAGES) == long_responder("")
+        token = client.access_token
+    sent = [r for r in emulator.requests if r.path.startswith("/api/conversation")]
+    assert sent and all(r.headers.get("Authorization") == f"Bearer {token}" for r in sent)
+    assert not any("Basic" in (r.headers.get("Authorization") or "") for r in emulator.requests)
+
+
+# -- 8. close() closes every socket -------------------------------------------------------------------
+def test_close_closes_pooled_sockets_while_finished_streams_are_referenced(emulator):
+    client = fakegpt.Client(emulator.url)
+    streams = [client.stream(MESSAGES) for _ in range(6)]
+    threads = [threading.Thread(target=lambda s=s: list(s)) for s in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert all(s.finish_reason == "stop" for s in streams)
+    assert emulator.open_connections >= 1
+    client.close()
+    assert emulator.wait_until(lambda e: e.open_connections == 0, timeout=10), emulator.open_connections
+    assert [s.text for s in streams] == [long_responder("")] * 6
+
+
+def test_nothing_is_left_behind(emulator):
+    """break, abort, close and finished calls, then close(): no thread, no file descriptor left."""
+    def fds():
+        return len(os.listdir("/proc/self/fd"))
+
+    def ending_all_ways():
+        with fakegpt.Client(emulator.url) as client:
+            assert client.complete(MESSAGES) == long_responder("")
+            for delta in client.stream(LONG):
+                break
+            stream = client.stream(LONG)
+            next(stream)
+            stream.abort()
+            assert list(stream) == []
+            with client.stream(LONG) as stream:
+                next(stream)
+        assert emulator.wait_until(lambda e: e.open_connections == 0, timeout=10)
+
+    ending_all_ways()  # the first round imports and caches what it needs
+    threads, before = threading.active_count(), fds()
+    for _ in range(3):
+        ending_all_ways()
+    assert threading.active_count() == threads
+    assert fds() == before
