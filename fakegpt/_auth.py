@@ -45,7 +45,7 @@ logger = logging.getLogger("fakegpt")
 #: ``send(method, path, *, what, passthrough=..., timeout=..., **requests_kwargs)``:
 #: one HTTP call, already retried on transient failures; answers with a status
 #: in *passthrough* (or < 400) come back, others raise a fakegpt error.
-Send = Callable[..., requests.Response]
+Send = Callable[..., Any]
 #: ``(connect, read)`` seconds, or one number for both.
 Timeout = Any
 
@@ -248,7 +248,7 @@ class SharedTokenLogin:
         Such a cookie is kept host-only, so it goes back only to the host
         that set it.
         """
-        url = response.url or self._session.headers.get("Referer", "")
+        url = str(response.url or self._session.headers.get("Referer", ""))
         sent = _cookie_header(self._session.cookies, urllib.request.Request(url)) or ""
         have = {pair.split("=", 1)[0].strip() for pair in sent.split(";") if "=" in pair}
         host = http.cookiejar.eff_request_host(urllib.request.Request(url))[1]  # type: ignore[attr-defined]
@@ -256,7 +256,7 @@ class SharedTokenLogin:
             name, _, value = header.split(";", 1)[0].partition("=")
             name, value = name.strip(), value.strip()
             if name and name not in have:
-                self._session.cookies.set_cookie(create_cookie(name, value, domain=host, path="/"))
+                self._session.cookies.set_cookie(create_cookie(name, value, domain=host, path="/"))  # type: ignore[no-untyped-call]
                 logger.debug("kept the login cookie %r, which the cookie jar refused", name)
 
 

@@ -61,7 +61,7 @@ class Channel:
         self._items: List[str] = []
         self._closed = False
         self._error: Optional[BaseException] = None
-        self._waiter: Optional[asyncio.Future] = None
+        self._waiter: "Optional[asyncio.Future[None]]" = None
         self._wake_pending = False
         self._first_at = 0.0  # when the oldest queued item was put
         #: Hold items back while data keeps coming (the producer calls :meth:`flush`

@@ -116,7 +116,7 @@ class SessionCache:
         """The cookies of a loaded entry, as a cookie jar."""
         jar = RequestsCookieJar()
         for cookie in entry["cookies"]:
-            jar.set_cookie(create_cookie(
+            jar.set_cookie(create_cookie(  # type: ignore[no-untyped-call]
                 cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"],
                 secure=cookie["secure"], expires=cookie["expires"],
             ))

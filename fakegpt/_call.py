@@ -19,7 +19,7 @@ import atexit
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ._auth import AccessToken
 from ._body import Body
@@ -62,7 +62,8 @@ class Engine:
         return call
 
     def scrub(self, error: FakeGptError) -> FakeGptError:
-        return redact(error, self.secrets())
+        scrubbed: FakeGptError = redact(error, self.secrets())
+        return scrubbed
 
     def close(self) -> None:
         """Abort every call still running, then close every connection."""
@@ -129,7 +130,7 @@ class Call:
 
     # -- one request's deltas --------------------------------------------------
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
-                require_text: bool = True) -> Iterator[str]:
+                require_text: bool = True) -> Generator[str, None, None]:
         """The deltas of one conversation request (*resume*: text of a message
         already delivered). Retries what is retryable before the first delta;
         on a 401, logs in once more. Errors leave with ``partial_text`` set and
@@ -226,11 +227,12 @@ class Call:
         self._wake.wait(seconds)
 
     # -- what the call knows about the reply -----------------------------------
-    def last(self, name: str) -> Any:
+    def last(self, name: str) -> Optional[str]:
+        """The latest non-``None`` value of a decoder's *name* (an id or the model)."""
         for decoder in reversed(self.decoders):
             value = getattr(decoder, name)
             if value is not None:
-                return value
+                return str(value)
         return None
 
     @property

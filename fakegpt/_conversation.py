@@ -1,7 +1,7 @@
 """Conversations kept by the server: each turn sends only the new message."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Generator, Mapping, Optional
 
 from ._call import Call, Engine
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, web_model
@@ -69,7 +69,7 @@ class Conversation:
         if not text.strip():
             raise ValueError("text is empty")
         body = conversation_body(
-            text, model or self.model, conversation_id=self.conversation_id,
+            text, web_model(model or self.model), conversation_id=self.conversation_id,
             parent_message_id=self.parent_message_id, keep_history=True,
         )
         return Stream(self._engine.new_call(), lambda call: self._turn(call, body, None, True, model))
@@ -90,14 +90,14 @@ class Conversation:
         return Stream(self._engine.new_call(), lambda call: self._turn(call, body, resume, False, model))
 
     def _continue_body(self, model: Optional[str]) -> Mapping[str, Any]:
-        return conversation_body(None, model or self.model, action="continue",
+        return conversation_body(None, web_model(model or self.model), action="continue",
                                  conversation_id=self.conversation_id, parent_message_id=self.parent_message_id)
 
     def _resume(self) -> Mapping[str, str]:
-        return {self.parent_message_id: self._text} if self.parent_message_id else {}  # type: ignore[dict-item]
+        return {self.parent_message_id: self._text} if self.parent_message_id else {}
 
     def _turn(self, call: Call, body: Mapping[str, Any], resume: Optional[Mapping[str, str]],
-              require_text: bool, model: Optional[str]) -> Iterator[str]:
+              require_text: bool, model: Optional[str]) -> Generator[str, None, None]:
         """One turn: the request, then (with auto_continue) the continuations."""
         continues = 0
         while True:

@@ -150,7 +150,7 @@ def host_of(url: str) -> str:
 
 def _detach(error: requests.exceptions.RequestException) -> requests.exceptions.RequestException:
     """The requests error as a cause, without the prepared request (its headers hold the token)."""
-    error.request = error.response = None  # type: ignore[assignment]
+    error.request = error.response = None
     return error
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import collections.abc
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Generator, Optional
 
 from ._call import Call
 
@@ -65,7 +65,7 @@ class Stream(collections.abc.Generator):  # type: ignore[type-arg]
     and :attr:`finish_reason` describe the reply so far (``None`` until known).
     """
 
-    def __init__(self, call: Call, generate: Callable[[Call], Iterator[str]]) -> None:
+    def __init__(self, call: Call, generate: Callable[[Call], Generator[str, None, None]]) -> None:
         """:param call: the call this stream reads (see :mod:`fakegpt._call`).
         :param generate: makes the generator of deltas from the call."""
         self._call = call
@@ -83,7 +83,7 @@ class Stream(collections.abc.Generator):  # type: ignore[type-arg]
             raise TypeError("a Stream only accepts send(None)")
         return self.__next__()
 
-    def throw(self, *args: Any) -> str:  # type: ignore[override]
+    def throw(self, *args: Any) -> str:
         try:
             return self._gen.throw(*args)
         finally:

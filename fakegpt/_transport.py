@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connectionpool import ConnectionPool
 
 __all__ = ["Adapter", "ConnectionWatcher", "HttpSession", "hang_up", "is_loopback", "watching"]
 
@@ -106,11 +106,11 @@ class Adapter(HTTPAdapter):
     def get_connection_with_tls_context(
         self, request: requests.PreparedRequest, verify: Any, proxies: Optional[Mapping[str, str]] = None,
         cert: Any = None,
-    ) -> HTTPConnectionPool:
-        pool: HTTPConnectionPool = super().get_connection_with_tls_context(request, verify, proxies, cert)
-        base = pool.ConnectionCls
+    ) -> ConnectionPool:
+        pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        base = getattr(pool, "ConnectionCls")  # HTTPConnectionPool's documented attribute
         if not issubclass(base, _Watching):
-            pool.ConnectionCls = self._watched(base)
+            pool.ConnectionCls = self._watched(base)  # type: ignore[attr-defined]
         return pool
 
     def _watched(self, base: type) -> Type[Any]:
@@ -158,16 +158,16 @@ class HttpSession(requests.Session):
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         """On a redirect to another host, drop the bearer headers; never add netrc's."""
         headers = prepared_request.headers
-        if self.should_strip_auth(response.request.url or "", prepared_request.url or ""):
+        if self.should_strip_auth(response.request.url or "", prepared_request.url or ""):  # type: ignore[no-untyped-call]
             for name in ("Authorization", "X-Authorization"):
                 headers.pop(name, None)
 
     def merge_environment_settings(
-        self, url: Optional[str], proxies: Any, stream: Any, verify: Any, cert: Any,
-    ) -> Dict[str, Any]:
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any,
+    ) -> Any:
         explicit = bool(proxies)  # before requests adds the environment's to the same dict
-        settings: Dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if not explicit and is_loopback(url or ""):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if not explicit and isinstance(url, str) and is_loopback(url):
             settings["proxies"] = {}
         return settings
 

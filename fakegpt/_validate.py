@@ -29,7 +29,7 @@ def url_password(url: Optional[str]) -> Optional[str]:
     if not url:
         return None
     parts = urlsplit(url)
-    return parts.password or parts.username
+    return parts.password or parts.username or None
 
 
 def check_base_url(base_url: Any) -> str:
@@ -58,7 +58,7 @@ def check_proxy(proxy: Any) -> Optional[str]:
         raise ValueError("proxy must be a URL like 'http://host:port' or 'socks5://host:port'")
     if parts.scheme.startswith("socks"):
         try:
-            import socks  # noqa: F401  (PySocks, what requests needs for SOCKS)
+            import socks  # type: ignore[import-untyped]  # noqa: F401  (PySocks, what requests needs for SOCKS)
         except ImportError:
             raise ValueError("SOCKS proxies need PySocks: pip install 'requests[socks]'") from None
     return proxy
@@ -102,7 +102,8 @@ def check_secret(name: str, value: Any, *, token: bool = False) -> Optional[str]
         raise ValueError(f"{name} must not be empty")
     if token and not _PRINTABLE.fullmatch(value):
         raise ValueError(f"{name} must be printable ASCII with no spaces or line breaks (the value is not shown)")
-    return value
+    checked: str = value
+    return checked
 
 
 def check_path(value: Any) -> bool:

@@ -113,8 +113,8 @@ class Client:
         self.timeout: Timeout = check_timeout(timeout)
         self.login_timeout: Timeout = check_timeout(login_timeout, "login_timeout")
         if max_retries is DEFAULT:
-            max_retries = env_max_retries()
-            max_retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
+            from_env = env_max_retries()
+            max_retries = DEFAULT_MAX_RETRIES if from_env is None else from_env
         #: Retries of a failed call, not counting the first try.
         self.max_retries: int = check_max_retries(max_retries)
         session_password = check_secret("session_password", session_password)
@@ -228,7 +228,7 @@ class Client:
         """One request of the login, retried on transient failures."""
         self._check_open()
         retrying = make_retrying(self.max_retries, self._engine.sleep or time.sleep)
-        return retrying(self._http.fetch, method, path, what=what,  # type: ignore[no-any-return]
+        return retrying(self._http.fetch, method, path, what=what,
                         timeout=self.login_timeout if timeout is None else timeout, **kwargs)
 
     def _secrets(self) -> Sequence[Optional[str]]:

@@ -32,10 +32,10 @@ from ._render import Turn
 
 __all__ = ["Emulator", "Fault", "RecordedRequest", "default_responder"]
 
-Body = Union[Mapping[str, Any], list, str, bytes, None]
+Body = Union[Mapping[str, Any], List[Any], str, bytes, None]
 _FORMATS = ("cumulative", "v1")
 _FAULTS = ("error", "truncate", "drop", "stall", "hold")
-_DEFAULT_BODIES = {
+_DEFAULT_BODIES: Dict[int, Any] = {
     401: {"detail": {"code": "token_expired", "message": "Your authentication token has expired."}},
     403: {"detail": "Only one message at a time. Please allow any other responses to complete."},
     429: {"detail": "Too many requests in 1 hour. Try again later."},
@@ -226,7 +226,7 @@ class Emulator:
         """Answer the next *times* conversation calls with *status* (and *body*,
         a dict for JSON or a str; a fitting default otherwise)."""
         if body is None:
-            body = _DEFAULT_BODIES.get(status, {"detail": f"emulated failure (HTTP {status})"})
+            body = _DEFAULT_BODIES.get(status) or {"detail": f"emulated failure (HTTP {status})"}
         with self._changed:
             self._failures.extend([(status, body, dict(headers or {}))] * times)
 
@@ -332,7 +332,8 @@ class Emulator:
             ttl = self.token_ttl
             if info["expired"] or (ttl is not None and time.monotonic() - info["issued"] > ttl):
                 raise RequestError(401, _DEFAULT_BODIES[401]["detail"])
-            return info["owner"]
+            owner: Tuple[str, str] = info["owner"]
+            return owner
 
     def _next_failure(self) -> Optional[Tuple[int, Body, Dict[str, str]]]:
         with self._changed:

@@ -11,7 +11,7 @@ import time
 import zlib
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
 from ._conversations import RequestError
@@ -43,10 +43,10 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: Any, emulator: "Emulator") -> None:
         self.emulator = emulator
-        self.open_sockets: set = set()
+        self.open_sockets: Set[socket.socket] = set()
         super().__init__(address, _Handler)
 
-    def process_request(self, request: socket.socket, client_address: Any) -> None:
+    def process_request(self, request: Any, client_address: Any) -> None:
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each event leaves at once
         self.open_sockets.add(request)
         self.emulator._count("connections")
