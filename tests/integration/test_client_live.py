@@ -351,18 +351,36 @@ def raw_stream(script, timeout=(5, 3)):
         server.close()
 
 
-def test_an_event_inside_a_chunk_still_arriving_is_delivered_at_once():
-    whole = event("Hello") + event("Hello world", "finished_successfully") + b"data: [DONE]\n\n"
-    cut = len(event("Hello"))
-    script = [HEAD, b"%x\r\n" % len(whole) + whole[:cut], 1.0, whole[cut:] + b"\r\n0\r\n\r\n"]
+CLOSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def test_a_chunk_is_delivered_as_soon_as_it_is_complete():
+    # Servers write (flush) each event as one chunk: it is delivered at once,
+    # not held for the next. (Inside one chunk, events wait for its end: see
+    # docs/performance.rst.)
+    script = [HEAD, chunk(event("Hello")), 1.0, chunk(event("Hello world", "finished_successfully")),
+              chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"]
     arrivals, error, _ = raw_stream(script)
     assert error is None and arrivals == [("Hello", 0.0), (" world", 1.0)]
 
 
-def test_events_of_a_chunk_cut_short_are_not_lost():
-    body = event("A") + event("AB") + event("ABC")
-    script = [HEAD, b"%x\r\n" % (len(body) + 500) + body]  # the chunk promises more than comes
+def test_an_event_of_a_close_delimited_body_is_delivered_as_soon_as_its_bytes_arrive():
+    whole = event("Hello") + event("Hello world", "finished_successfully") + b"data: [DONE]\n\n"
+    cut = len(event("Hello"))
+    arrivals, error, _ = raw_stream([CLOSE_HEAD, whole[:cut], 1.0, whole[cut:]])
+    assert error is None and arrivals == [("Hello", 0.0), (" world", 1.0)]
+
+
+def test_a_chunk_cut_short_ends_the_stream_keeping_the_text_of_the_whole_chunks():
+    script = [HEAD, chunk(event("A")), b"%x\r\n" % (len(event("AB")) + 500) + event("AB")]  # promises more
     arrivals, error, _ = raw_stream(script)
+    assert [d for d, _ in arrivals] == ["A"] and isinstance(error, fakegpt.IncompleteStreamError)
+    assert error.partial_text == "A"
+
+
+def test_events_of_a_close_delimited_body_cut_short_are_not_lost():
+    body = event("A") + event("AB") + event("ABC")
+    arrivals, error, _ = raw_stream([CLOSE_HEAD, body])
     assert [d for d, _ in arrivals] == ["A", "B", "C"] and isinstance(error, fakegpt.IncompleteStreamError)
     assert error.partial_text == "ABC"
 
