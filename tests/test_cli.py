@@ -11,6 +11,7 @@ import responses
 import fakegpt
 from fakegpt import cli
 from fakegpt._constants import DEFAULT_BASE_URL
+from fakegpt.cli._output import Spinner
 from fakegpt.emulator import Emulator, default_responder
 
 from .cli_helpers import run
@@ -219,7 +220,7 @@ def test_output_failures_are_one_line(capsys, monkeypatch):
 def test_spinner_draws_until_stopped_and_erases_itself(monkeypatch):
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    spinner = cli._Spinner()
+    spinner = Spinner()
     time.sleep(0.2)
     spinner.stop()
     assert "⠋" in err.getvalue() and err.getvalue().endswith("\r  \r")

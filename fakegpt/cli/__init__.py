@@ -16,14 +16,11 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from ..exceptions import FakeGptError
 from ._args import build_parser
-from ._chat import DEMO_DELAY, Run, UsageError, chat
-from ._output import OutputError, OutputGone, Spinner, silence_stdout, write_out
+from ._chat import Run, UsageError, chat
+from ._output import OutputError, OutputGone, silence_stdout, write_out
 from ._serve import serve
 
 __all__ = ["main"]
-
-_Spinner = Spinner
-DEMO_DELAY = DEMO_DELAY  # seconds between words of the --emulator demo
 
 
 def _parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
