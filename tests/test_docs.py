@@ -64,25 +64,33 @@ def test_the_readme_renders_for_pypi():
     assert html is not None and warnings.getvalue() == ""
 
 
+DEMO_COMMAND = """python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/fakegpt chat --emulator "Say hello\""""
+TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+DOCS_COMMAND = ("python3 -m venv .venv && .venv/bin/pip install -e '.[docs]' && "
+                ".venv/bin/sphinx-build -n -W --keep-going -b html docs docs/_build/html")
+
+
 def test_the_readme_leads_with_one_sentence_then_the_two_commands():
     body = README.split("\n", 3)[3].lstrip()  # after the title
     lead = body.split("\n\n", 1)[0]
     assert lead.count(". ") == 0 and lead.rstrip().endswith(".")
-    commands = blocks("console")
-    assert len(commands) == 2
-    assert commands[0].strip().endswith('fakegpt chat --emulator "Say hello"')
-    assert commands[1].strip().endswith("python -m pytest")
-    assert README.index(commands[0].strip()) < README.index(commands[1].strip()) < README.index(".. code-block:: python")
+    # Two set-up commands (the demo, the tests), then the example, then the docs command.
+    assert [command.strip() for command in blocks("console")] == [DEMO_COMMAND, TEST_COMMAND, DOCS_COMMAND]
+    assert README.index(DEMO_COMMAND) < README.index(TEST_COMMAND) < README.index(".. code-block:: python")
+    assert README.index("\nDocumentation\n") < README.index(DOCS_COMMAND)
 
 
-def test_the_quickstart_shows_the_readmes_two_commands():
-    quickstart = (DOCS / "quickstart.rst").read_text()
-    assert all(command.strip() in quickstart for command in blocks("console"))
+def test_the_quickstart_and_installation_show_the_readmes_commands():
+    for page in ("quickstart.rst", "installation.rst"):
+        text = (DOCS / page).read_text()
+        assert DEMO_COMMAND in text and TEST_COMMAND in text, page
+    assert DOCS_COMMAND in (DOCS / "installation.rst").read_text()
 
 
-def test_ci_runs_the_readmes_test_command():
-    test_command = blocks("console")[1].strip()
-    assert test_command in (ROOT / ".ci" / "run").read_text()
+def test_ci_runs_the_readmes_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert TEST_COMMAND in ci  # the main test step, as written
+    assert "readme_command demo" in ci and "readme_command docs" in ci  # each in a fresh venv, from the sdist
 
 
 def test_the_readmes_python_examples_run():
@@ -95,7 +103,41 @@ def test_the_readmes_python_examples_run():
     assert out.getvalue().startswith('Hello! You said "Hello!".')
 
 
-def test_the_readme_links_into_the_docs():
-    for page in re.findall(r"docs/(\w+)\.rst", README):
+def test_the_readme_names_the_docs_pages():
+    named = re.findall(r"docs/(\w+)\.rst", README)
+    for page in named:
         assert (DOCS / f"{page}.rst").exists(), page
-    assert len(re.findall(r"docs/(\w+)\.rst", README)) >= 5
+    assert {page.stem for page in pages()} - {"index", "api", "changelog", "installation"} <= set(named)
+
+
+def test_the_readmes_links_work_on_a_package_index_too():
+    """A relative link (``docs/x.rst``) breaks once the README is a package's
+    description on an index: every link target is an absolute URL."""
+    targets = re.findall(r"`[^`<]*<([^>]+)>`_", README) + re.findall(r"^\.\. _[^:]+:\s*(\S+)", README, re.M)
+    assert all(re.match(r"https?://", target) for target in targets), targets
+
+
+def test_the_notebook_is_saved_without_outputs():
+    import json
+
+    notebook = json.loads((DOCS / "examples" / "quickstart.ipynb").read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code and all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
+
+
+def test_a_base_url_with_a_path_prefix_is_kept_as_configuration_rst_says():
+    import responses
+
+    from .conftest import MockServer
+
+    assert "may carry a path prefix" in (DOCS / "configuration.rst").read_text()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        server = MockServer(rsps, base="https://example.org/chat")
+        server.logged_in()
+        server.conversation()
+        with fakegpt.Client("https://example.org/chat/", max_retries=0) as client:
+            assert client.base_url == "https://example.org/chat"
+            assert client.complete([{"role": "user", "content": "hi"}]) == "Hello world"
+        assert [call.request.url.split("?")[0] for call in rsps.calls] == [
+            "https://example.org/chat/api/loads", "https://example.org/chat/auth/login",
+            "https://example.org/chat/api/auth/session", "https://example.org/chat/api/conversation"]

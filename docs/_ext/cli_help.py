@@ -26,7 +26,9 @@ class FakegptHelp(Directive):
                     del os.environ[name]
                 else:
                     os.environ[name] = value
-        self.state.document.settings.record_dependencies.add(cli.__file__)  # rebuild when the CLI changes
+        for source in sorted(os.listdir(os.path.dirname(cli.__file__))):  # rebuild when the CLI changes
+            if source.endswith(".py"):
+                self.state.document.settings.record_dependencies.add(os.path.join(os.path.dirname(cli.__file__), source))
         block = nodes.literal_block(text, text)
         block["language"] = "text"
         return [block]

@@ -1,0 +1,39 @@
+"""``fakegpt serve``: the embedded emulator, until Ctrl-C or SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from ..exceptions import FakeGptError
+from ._output import OutputGone, silence_stdout, write_out
+
+__all__ = ["serve"]
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the emulator until interrupted; returns the exit status (0 once stopped)."""
+    from ..emulator import Emulator
+
+    try:
+        emulator = Emulator(host=args.host, port=args.port, delay=args.delay, format=args.format,
+                            max_words=args.max_words).start()
+    except OSError as error:
+        raise FakeGptError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    try:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            write_out(emulator.url + "\n")  # for other programs: the first line of stdout
+        except OutputGone:  # nobody reads stdout: the URL is on stderr too
+            silence_stdout()
+        print(f"fakegpt emulator serving on {emulator.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        emulator.stop()
+    return 0
