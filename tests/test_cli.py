@@ -49,7 +49,6 @@ def test_the_embedded_emulator_ignores_fakegpt_proxy(capsys, monkeypatch):
     assert (status, err) == (0, "") and out == default_responder("hi") + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="needs loopback proxy bypass in Client")
 def test_the_embedded_emulator_ignores_http_proxy(capsys, monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
