@@ -147,7 +147,7 @@ class ProviderHooks:
         return str(cls.params)
 
     @classmethod
-    def register(cls) -> None:
+    def register(cls, *, package: str = "g4f") -> None:
         """Make every gpt4free lookup of this provider's name resolve to this class.
 
         The one line a gpt4free/hypotez application adds: afterwards
@@ -155,8 +155,10 @@ class ProviderHooks:
         by-name maps all give this class. Idempotent; safe before or after g4f
         is imported elsewhere.
 
+        :param package: the import name of gpt4free, for a tree vendored under
+            another name (``"g4f"`` by default).
         :raises ImportError: g4f is not installed, or fails to import.
         """
         from ._g4f_register import register
 
-        register(cls)
+        register(cls, package)

@@ -219,7 +219,7 @@ def test_register_replaces_every_old_style_lookup(package):
 
 def test_register_is_idempotent(package):
     name = package(OLD_STYLE)
-    register(FakeGpt, package=name)
+    FakeGpt.register(package=name)  # a gpt4free tree vendored under another name
     registry = sys.modules[f"{name}.Provider"]
     state = (list(registry.__providers__), list(registry.__all__), dict(registry.__map__))
     register(FakeGpt, package=name)
