@@ -36,7 +36,8 @@ from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._bridge import Channel, pump, start_worker
-from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
+from ._g4f import ProviderHooks
 from ._stream import Stream
 from .client import Client
 
@@ -50,19 +51,15 @@ _MAX_CLIENTS = 16
 _registry_lock = threading.Lock()
 
 
-class _ClassProperty:
-    def __init__(self, getter: Any) -> None:
-        self._getter = getter
-        self.__doc__ = getter.__doc__
+class FakeGpt(ProviderHooks):
+    """The provider class: class attributes and classmethods, no instances.
 
-    def __get__(self, obj: Any, owner: Any) -> Any:
-        return self._getter(owner)
+    ``url`` defaults to ``FAKEGPT_BASE_URL`` (read at each call), else the
+    original service; assigning ``FakeGpt.url`` wins. gpt4free's hooks
+    (``get_create_function``, ``get_dict``, ``params``, :meth:`register`, ...)
+    come from :class:`fakegpt._g4f.ProviderHooks`.
+    """
 
-
-class FakeGpt:
-    """The provider class: class attributes and classmethods, no instances."""
-
-    url: str = DEFAULT_BASE_URL
     working: bool = True
     supports_stream: bool = True
     supports_gpt_35_turbo: bool = True
@@ -120,15 +117,6 @@ class FakeGpt:
     async def create_async(cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any) -> str:
         """The whole reply, awaited."""
         return "".join([delta async for delta in cls.create_async_generator(model, messages, proxy=proxy, **kwargs)])
-
-    @_ClassProperty
-    def params(cls) -> str:
-        """A one-line summary of the supported arguments."""
-        return (
-            f"fakegpt.{cls.__name__} supports: (model: str, messages: list[dict[str, str]], stream: bool = True, "
-            "proxy: str | None = None, timeout: float | tuple[float, float] = "
-            f"{DEFAULT_TIMEOUT}, max_retries: int = {DEFAULT_MAX_RETRIES})"
-        )
 
     # -- shared state ----------------------------------------------------------
     @classmethod

@@ -18,11 +18,44 @@ def test_class_attributes_of_the_original():
     assert FakeGpt.__name__ == "FakeGpt" and FakeGpt.__module__ == "fakegpt"
 
 
-def test_params_is_a_one_line_summary():
-    params = FakeGpt.params
-    assert isinstance(params, str) and "\n" not in params
-    for name in ("model: str", "messages", "stream: bool = True", "proxy", "timeout", "max_retries"):
-        assert name in params
+def test_params_is_g4f_multi_line_format():
+    assert FakeGpt.params == (
+        "g4f.Provider.FakeGpt supports: (\n"
+        '    model: str = "gpt-3.5-turbo",\n'
+        "    messages: Messages,\n"
+        "    stream: bool = True,\n"
+        "    proxy: str = None,\n"
+        "    timeout: float | tuple[float, float] = (10.0, 120.0),\n"
+        "    max_retries: int = 2,\n"
+        ")"
+    )
+    assert FakeGpt.get_params() == FakeGpt.params
+
+
+def test_url_defaults_to_the_environment_read_at_call_time(server, monkeypatch):
+    monkeypatch.delattr(FakeGpt, "url")  # the suite pins it; without an assignment the default applies
+    assert FakeGpt.url == "https://chat-shared2.zhile.io"
+    monkeypatch.setenv("FAKEGPT_BASE_URL", BASE)  # set after import: still read
+    assert FakeGpt.url == BASE and FakeGpt.get_dict()["url"] == BASE
+    server.logged_in()
+    server.conversation()
+    assert "".join(FakeGpt.create_completion("gpt-3.5-turbo", MESSAGES)) == "Hello world"
+    assert {c.request.url.split("/api")[0].split("/auth")[0] for c in server.rsps.calls} == {BASE}
+
+
+def test_an_assigned_url_beats_the_environment(server, monkeypatch):
+    monkeypatch.setenv("FAKEGPT_BASE_URL", "http://unused.test")
+    FakeGpt.url = BASE
+    server.logged_in()
+    server.conversation()
+    assert "".join(FakeGpt.create_completion("gpt-3.5-turbo", MESSAGES)) == "Hello world"
+    assert len(server.rsps.calls) == 4 and all(c.request.url.startswith(BASE) for c in server.rsps.calls)
+    del FakeGpt.url
+    assert FakeGpt.url == "http://unused.test"  # the default again
+
+    class Subclass(FakeGpt):
+        url = BASE
+    assert Subclass.url == BASE
 
 
 def test_signatures():

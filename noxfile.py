@@ -1,0 +1,91 @@
+"""The gpt4free compatibility matrix: one nox session, and one venv, per g4f
+release; and the test suite once more on urllib3 1.26 (session ``urllib3-1.26``).
+
+    pip install -e '.[matrix]' && nox            # every session (.ci/run does this)
+    nox -s g4f-0.5.0.1                           # one release
+    nox -s table                                 # the results as the table in docs/gpt4free.rst
+
+Each session installs fakegpt (one wheel, built once per run and shared by
+the sessions), that g4f release and a Jupyter kernel, then runs
+tests/g4f_matrix/check_entry_points.py (every entry point, by class and by
+name, against the emulator) and, with nest_asyncio uninstalled,
+tests/g4f_matrix/check_jupyter.py (a real kernel). venvs are reused between
+runs and pip's download cache is left on, so a second run installs nothing new.
+"""
+import glob
+import os
+import shutil
+
+import nox
+
+#: The releases checked; the newest is pinned to the exact version tested.
+G4F_VERSIONS = ("0.2.0.9", "0.5.0.1", "0.5.3.1", "8.8.6")
+JUPYTER = ("nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6.20")
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MATRIX = os.path.join(ROOT, "tests", "g4f_matrix")
+WHEELS = os.path.join(ROOT, ".nox", "_wheels")
+REPORTS = os.path.join(ROOT, ".nox", "_reports")
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["urllib3-1.26"] + [f"g4f-{version}" for version in G4F_VERSIONS]
+nox.options.error_on_missing_interpreters = True
+
+_built = []  # the fakegpt wheel of this nox run
+
+
+def fakegpt_wheel(session):
+    """fakegpt as a wheel, built by the first session of the run and installed by all."""
+    if not _built:
+        shutil.rmtree(WHEELS, ignore_errors=True)
+        session.run("python", "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", WHEELS, ROOT)
+        _built.extend(glob.glob(os.path.join(WHEELS, "fakegpt-*.whl")))
+    return _built[0]
+
+
+def script_env(session):
+    """Loopback only: any other host goes to a closed local port; g4f writes under the session's tmp."""
+    tmp = session.create_tmp()
+    return {
+        "G4F_CONFIG_DIR": os.path.join(tmp, "g4f-config"),
+        "G4F_MATRIX_REPORT_DIR": REPORTS,
+        "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1",
+        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def check(session, version):
+    wheel = fakegpt_wheel(session)
+    session.install(f"g4f=={version}", *JUPYTER, wheel)
+    session.install("--force-reinstall", "--no-deps", wheel)  # a reused venv gets this run's code
+    env = script_env(session)
+    session.chdir(session.create_tmp())
+    session.run("python", os.path.join(MATRIX, "check_entry_points.py"), env=env)
+    # The Jupyter check runs without nest_asyncio (0.5.x depends on it, 8.x on nest-asyncio2).
+    session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "nest_asyncio", "nest-asyncio2")
+    session.run("python", os.path.join(MATRIX, "check_jupyter.py"), env=env)
+
+
+for _version in G4F_VERSIONS:
+    def _session(session, version=_version):
+        check(session, version)
+
+    _session.__doc__ = f"fakegpt.FakeGpt with g4f=={_version}: every entry point, and a Jupyter kernel."
+    nox.session(name=f"g4f-{_version}")(_session)
+
+
+@nox.session(name="urllib3-1.26")
+def urllib3_126(session):
+    """The whole test suite on urllib3 1.26 (no read1: the legacy read path)."""
+    session.install("-e", f"{ROOT}[test]", "urllib3<2")
+    session.run("python", "-c", "import urllib3, sys; sys.exit(urllib3.__version__ >= '2')")
+    session.chdir(ROOT)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=False)
+def table(session):
+    """Print the matrix (from the last run's reports) as the RST table of docs/gpt4free.rst."""
+    session.run("python", os.path.join(MATRIX, "table.py"), REPORTS, *G4F_VERSIONS)
