@@ -14,7 +14,8 @@ it). Contenders:
 
 * fakegpt: ``Client.stream`` and ``FakeGpt.create_async_generator``;
 * floor: bare ``requests`` + splitting lines + ``json.loads``, nothing else
-  (for format B, plus applying the appends): the least any client must do;
+  (for format B, plus applying the appends; for gzip, ``iter_content``
+  decoding it): the least any client must do;
 * original: gpt4free's FakeGpt from ``g4f==0.2.0.9`` (aiohttp), if installed.
 """
 from __future__ import annotations
@@ -56,6 +57,7 @@ def responder(prompt: str) -> str:
 EMULATORS = {
     "fast": {},
     "v1": {"format": "v1"},
+    "gzip": {"compress": "gzip"},
     "slow": {"delay": 0.05},
     "tick": {"delay": 0.02},
     "tick-close": {"delay": 0.02, "chunked": False},
@@ -222,9 +224,10 @@ def rounds(contenders: Dict[str, Callable[[], float]], repeat: int) -> Measured:
 
 def streaming(server: Server, client: fakegpt.Client, original: Any, events: int, repeat: int) -> None:
     prompt = [{"role": "user", "content": f"words {events}"}]
-    fast, v1 = server.urls["fast"], server.urls["v1"]
-    v1_client = fakegpt.Client(v1)
+    fast, v1, gz = server.urls["fast"], server.urls["v1"], server.urls["gzip"]
+    v1_client, gz_client = fakegpt.Client(v1), fakegpt.Client(gz)
     token, v1_token = client.access_token, (v1_client.complete(prompt[:1]) and v1_client.access_token)
+    gz_token = gz_client.complete(prompt[:1]) and gz_client.access_token
     point(FakeGpt, fast)
 
     def via_async() -> None:
@@ -236,6 +239,8 @@ def streaming(server: Server, client: fakegpt.Client, original: Any, events: int
         "async": lambda: cpu(via_async),
         "fakegpt v1": lambda: cpu(lambda: sum(1 for _ in v1_client.stream(prompt))),
         "floor v1": lambda: cpu(lambda: floor_stream(v1, v1_token, prompt[0]["content"], True)),
+        "fakegpt gzip": lambda: cpu(lambda: sum(1 for _ in gz_client.stream(prompt))),
+        "floor gzip": lambda: cpu(lambda: floor_stream(gz, gz_token, prompt[0]["content"], False)),
     }
     if original is not None:
         point(original, fast)
@@ -248,9 +253,12 @@ def streaming(server: Server, client: fakegpt.Client, original: Any, events: int
         row(name, "CPU", m["fakegpt"], "original", m["original"], 1.00, ratio=m.ratio("fakegpt", "original"))
     row(f"{events} events, format B, Client.stream", "CPU", m["fakegpt v1"], "floor v1", m["floor v1"], 1.10,
         ratio=m.ratio("fakegpt v1", "floor v1"))
+    row(f"{events} cumulative events, gzip, Client.stream", "CPU", m["fakegpt gzip"], "floor gzip", m["floor gzip"],
+        1.10, ratio=m.ratio("fakegpt gzip", "floor gzip"))
     row(f"{events} cumulative events, create_async_generator", "CPU", m["async"], "Client.stream", m["fakegpt"], 1.25,
         ratio=m.ratio("async", "fakegpt"))
     v1_client.close()
+    gz_client.close()
 
 
 def concurrency(server: Server, original: Any, calls: int, events: int, repeat: int) -> None:

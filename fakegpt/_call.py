@@ -85,7 +85,8 @@ class Call:
         self.current: Optional[ReplyDecoder] = None
         #: Called before each read of the body with a ``ready()`` probe.
         self.before_read: Optional[Callable[[Ready], None]] = None
-        self._aborted = False
+        #: Whether :meth:`abort` was called (a plain attribute: read per event).
+        self.aborted = False
         self._wake = threading.Event()  # set by abort(): ends a back-off at once
         self._lock = threading.Lock()
         self._body: Optional[Body] = None
@@ -94,15 +95,11 @@ class Call:
         _live.add(self)
 
     # -- ending the call -------------------------------------------------------
-    @property
-    def aborted(self) -> bool:
-        return self._aborted
-
     def abort(self) -> None:
         """End the call from any thread: a blocked read or wait returns at
         once, the server sees the connection end, no further delta comes."""
         with self._lock:
-            self._aborted = True
+            self.aborted = True
             connection = self._connection
             body = self._body
         self._wake.set()
@@ -124,7 +121,7 @@ class Call:
     def connection_used(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
-            aborted = self._aborted
+            aborted = self.aborted
         if aborted:
             hang_up(connection)
 
@@ -144,10 +141,10 @@ class Call:
             if first is not None:
                 yield first
                 yield from deltas
-            if require_text and not reader.decoder.parts and not self._aborted:
+            if require_text and not reader.decoder.parts and not self.aborted:
                 raise NoValidResponseError("no valid response: the stream completed without any assistant text")
         except FakeGptError as error:
-            if self._aborted:
+            if self.aborted:
                 return  # what the abort cut short is not an error
             if not error.partial_text:
                 error.partial_text = self.text
@@ -161,8 +158,8 @@ class Call:
         engine = self._engine
         for fresh_login in (False, True):
             with watching(self):
-                token = engine.token.get(stop=lambda: self._aborted)
-            if token is None or self._aborted:
+                token = engine.token.get(stop=lambda: self.aborted)
+            if token is None or self.aborted:
                 return None
             retrying = make_retrying(engine.max_retries, engine.sleep or self._wait)
             try:
@@ -187,7 +184,7 @@ class Call:
     def _attempt(self, body: Mapping[str, Any], token: str, resume: Optional[Mapping[str, str]]) -> None:
         """One try: open the stream and read up to its first delta. What it
         opened is left on the call (``_opened``), never returned."""
-        if self._aborted:
+        if self.aborted:
             return
         try:
             with watching(self):
@@ -196,7 +193,7 @@ class Call:
                     "POST", _CONVERSATION, what="POST /api/conversation", json=body,
                     headers=headers_for(token), allow_redirects=False)
         except FakeGptError:
-            if self._aborted:  # the abort hung up before the answer came: end quietly
+            if self.aborted:  # the abort hung up before the answer came: end quietly
                 return
             raise
         _check_stream_response(response)
@@ -216,7 +213,7 @@ class Call:
                 self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
             else:
                 self.decoders.append(reader.decoder)
-            aborted = self._aborted
+            aborted = self.aborted
         if previous is not None:
             previous.close()
         if aborted:

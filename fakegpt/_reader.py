@@ -19,14 +19,11 @@ Ready = Callable[[], bool]
 class Control(Protocol):
     """What the reader needs from the call it reads for."""
 
-    @property
-    def aborted(self) -> bool:
-        """The call was aborted: stop at once, yield nothing more."""
-
-    @property
-    def before_read(self) -> Optional[Callable[[Ready], None]]:
-        """Called before each read with a probe (the asyncio bridge hands its
-        queued deltas to the loop when the read may wait)."""
+    #: The call was aborted: stop at once, yield nothing more.
+    aborted: bool
+    #: Called before each read with a probe (the asyncio bridge hands its
+    #: queued deltas to the loop when the read may wait).
+    before_read: Optional[Callable[[Ready], None]]
 
 
 class ReplyReader:

@@ -10,9 +10,8 @@ Used without instances, like the original::
 **Threads.** ``create_completion`` is a plain generator over the blocking
 client: no event loop, so it works inside a running one (Jupyter, async
 apps) without ``nest_asyncio``. ``create_async_generator`` runs that same
-generator in a dedicated, bounded pool of reused worker threads
-(:data:`fakegpt._bridge.MAX_WORKERS`, 64) and hands deltas to the loop in
-batches; leaving the ``async for`` early, ``aclose()`` or cancelling the
+generator in a worker thread of its own (a daemon thread per stream, see
+:mod:`fakegpt._bridge`) and hands deltas to the loop in batches; leaving the ``async for`` early, ``aclose()`` or cancelling the
 task aborts the stream at once, even a read blocked on the socket.
 
 **Shared state.** As in the original, the login is shared by every call in
@@ -70,6 +69,9 @@ class FakeGpt(ProviderHooks):
     _access_token: Optional[str] = None
     #: The cookies of the shared login (a ``requests`` cookie jar).
     _cookie_jar: Any = None
+    # Set on the first call: the token last applied to the clients, and the server it came from.
+    _told_token: Optional[str]
+    _token_url: Optional[str]
 
     @classmethod
     async def create_async_generator(
@@ -175,7 +177,7 @@ def _release(client: Client) -> None:
         client.close()
 
 
-class _ProviderStream(collections.abc.Generator):
+class _ProviderStream(collections.abc.Generator):  # type: ignore[type-arg]
     """A client stream (a generator of deltas) that records the class's login
     state as soon as it is known: at the first delta, or when the call ends."""
 
@@ -209,7 +211,7 @@ class _ProviderStream(collections.abc.Generator):
             self._record()
         return delta
 
-    def throw(self, *args: Any) -> str:  # type: ignore[override]
+    def throw(self, *args: Any) -> str:
         return self._stream.throw(*args)
 
     def close(self) -> None:
