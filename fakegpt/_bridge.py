@@ -5,36 +5,48 @@ trip per item costs more than decoding the item. Here one worker thread
 iterates the whole stream and appends deltas to a :class:`Channel`; the loop
 takes every delta queued so far as one batch.
 
-When to wake the loop is what costs: every wake-up hands the GIL from the
-worker to the loop and back, and on a fast stream that doubled the CPU time
-(measured: 1.69x with a wake-up per delta, 1.04x with none). So the worker
-wakes the loop when it is about to wait for the network (the stream's
-``on_wait`` hook, with a zero-timeout probe of the socket: no more data is
-ready, so nothing is gained by holding the batch), and otherwise only once the oldest queued delta has waited
-:data:`MAX_BATCH_AGE` or :data:`MAX_BATCH` deltas are queued. A slow stream
-still delivers each delta at once; a fast one, in batches at most
-:data:`MAX_BATCH_AGE` (5 ms) late.
+**When to wake the loop** is what costs: every wake-up hands the GIL from
+the worker to the loop and back, and on a fast stream a wake-up per delta
+doubled the CPU time. A channel has two modes, chosen by the loop from what
+it receives:
 
-Threads come from one dedicated pool of :data:`MAX_WORKERS` threads
-(``fakegpt-worker-N``), created on first use and reused: asyncio's default
-pool (``cores + 4`` threads) would make the 13th concurrent stream on a
-2-core machine wait for another to finish. Streams beyond the pool's size
-wait for a free thread.
+* *slow* (the start, and whenever deltas come one at a time): each delta
+  wakes a waiting loop at once, so a slow stream delivers each delta as it
+  arrives;
+* *fast* (the last batch held several deltas): deltas are not announced;
+  the waiting loop collects them on a timer, :data:`MAX_BATCH_AGE` (5 ms)
+  at most after they came, or at once when :data:`MAX_BATCH` are queued.
+  A timer that finds nothing puts the channel back in slow mode.
+
+No probe of the socket is needed: the worker never decides to hold a delta
+before a read that may wait, so nothing is held longer than the timer.
+
+**Backpressure.** A channel holds at most :data:`MAX_BUFFER` deltas or
+:data:`MAX_BUFFER_BYTES` of text; past that, the worker waits (and so stops
+reading the socket: TCP slows the server down) until the loop takes them.
+
+**Threads.** :func:`start_worker` runs each stream in a daemon thread of
+its own: no shared pool that a few stalled servers could exhaust, and no
+thread that keeps the interpreter from exiting. How many run at once is
+bounded per event loop, on the loop (see :class:`fakegpt.FakeGpt`).
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import threading
-import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-__all__ = ["Channel", "MAX_BATCH", "MAX_BATCH_AGE", "pump", "start_worker"]
+__all__ = ["Channel", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "pump", "start_worker"]
 
-#: While data keeps arriving, a delta waits at most this long (seconds) for company.
+#: In fast mode, a delta waits at most this long (seconds) for the loop.
 MAX_BATCH_AGE = 0.005
 #: ... or until this many deltas are queued.
-MAX_BATCH = 1024
+MAX_BATCH = 128
+#: The worker stops reading while this many deltas wait for the loop ...
+MAX_BUFFER = 256
+#: ... or this much text (characters).
+MAX_BUFFER_BYTES = 256 * 1024
 
 _worker_ids = itertools.count(1)
 
@@ -53,50 +65,45 @@ def start_worker(target: Callable[..., None], *args: Any) -> threading.Thread:
 
 
 class Channel:
-    """Items from one worker thread to one event loop, in batches."""
+    """Items from one worker thread to one event loop, in batches, bounded."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # the worker waits here when the buffer is full
         self._items: List[str] = []
+        self._chars = 0
         self._closed = False
         self._error: Optional[BaseException] = None
         self._waiter: "Optional[asyncio.Future[None]]" = None
         self._wake_pending = False
-        self._first_at = 0.0  # when the oldest queued item was put
-        #: Hold items back while data keeps coming (the producer calls :meth:`flush`
-        #: before it waits); without that promise, every item wakes the loop.
-        self.batching = False
+        #: Set by the loop's side: deltas come in bursts, collect them on a timer.
+        self.fast = False
         self.abandoned = False  # the receiving side has gone away
 
     # -- the worker's side -----------------------------------------------------
     def put(self, item: str) -> bool:
-        """Queue *item*; False when nobody will receive it any more."""
-        now = time.monotonic()
+        """Queue *item*, waiting while the buffer is full; False when nobody
+        will receive it any more (abandoned, or its loop closed)."""
+        if self._loop.is_closed():
+            self.abandon()
+            return False
         with self._lock:
+            while not self.abandoned and (len(self._items) >= MAX_BUFFER or self._chars >= MAX_BUFFER_BYTES):
+                wake = self._wake_needed()
+                if wake:
+                    self._lock.release()
+                    try:
+                        self._wake()
+                    finally:
+                        self._lock.acquire()
+                self._room.wait(0.25)
             if self.abandoned:
                 return False
-            if not self._items:
-                self._first_at = now
             self._items.append(item)
-            held = self.batching and now - self._first_at < MAX_BATCH_AGE and len(self._items) < MAX_BATCH
-            wake = not held and self._wake_needed()
+            self._chars += len(item)
+            wake = (not self.fast or len(self._items) >= MAX_BATCH) and self._wake_needed()
         return self._wake() if wake else True
-
-    def flush(self, data_ready: Callable[[], bool]) -> None:
-        """The producer is about to read: if it may wait (``data_ready()`` is
-        false), hand over what is queued now rather than after the wait."""
-        # Unlocked first look (each read is atomic): only the loop removes items,
-        # and it only waits once the queue is empty, so a queued item with no
-        # waiter will be collected anyway. The probe runs only when it matters.
-        if not self._items or self._waiter is None or self._wake_pending:
-            return
-        if data_ready() and time.monotonic() - self._first_at < MAX_BATCH_AGE:
-            return  # more is coming at once: keep batching
-        with self._lock:
-            wake = bool(self._items) and self._wake_needed()
-        if wake:
-            self._wake()
 
     def close(self, error: Optional[BaseException] = None) -> None:
         """No more items; *error* is raised on the loop after the queued items."""
@@ -105,6 +112,12 @@ class Channel:
             wake = self._wake_needed()
         if wake:
             self._wake()
+
+    def abandon(self) -> None:
+        """The receiver is gone (any thread): a waiting :meth:`put` returns False."""
+        with self._lock:
+            self.abandoned = True
+            self._room.notify_all()
 
     def _wake_needed(self) -> bool:
         if self._waiter is None or self._wake_pending:
@@ -117,7 +130,7 @@ class Channel:
             self._loop.call_soon_threadsafe(self._release)
             return True
         except RuntimeError:  # the loop is closed: nobody is listening
-            self.abandoned = True
+            self.abandon()
             return False
 
     # -- the loop's side -------------------------------------------------------
@@ -132,10 +145,23 @@ class Channel:
         while True:
             with self._lock:
                 if self._items or self._closed:
-                    items, self._items = self._items, []
+                    items, self._items, self._chars = self._items, [], 0
+                    self.fast = len(items) > 1
+                    self._room.notify_all()
                     return items, self._closed, self._error
                 waiter = self._waiter = self._loop.create_future()
-            await waiter
+                fast = self.fast
+            timer = self._loop.call_later(MAX_BATCH_AGE, self._release) if fast else None
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                with self._lock:
+                    if self._waiter is waiter:
+                        self._waiter, self._wake_pending = None, False
+                    if fast and not self._items and not self._closed:
+                        self.fast = False  # the timer found nothing: announce each delta again
 
 
 def pump(stream: Iterator[str], channel: Channel) -> None:

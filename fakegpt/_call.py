@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import Any, Callable, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
 
@@ -28,8 +29,9 @@ from ._protocol import ReplyDecoder
 from ._reader import Ready, ReplyReader
 from ._retry import make_retrying
 from ._transport import hang_up, watching
+from ._watchdog import watch
 from .exceptions import (
-    APIStatusError, AuthenticationError, FakeGptError, NoValidResponseError, StreamError, detail_from_body, redact,
+    APIStatusError, APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError, StreamError, detail_from_body, redact,
 )
 
 __all__ = ["Call", "Engine"]
@@ -45,8 +47,13 @@ class Engine:
     token and its retry settings."""
 
     def __init__(self, http: Http, token: AccessToken, max_retries: int,
-                 secrets: Callable[[], Iterable[Optional[str]]]) -> None:
+                 secrets: Callable[[], Iterable[Optional[str]]], *, deadline: Optional[float] = None,
+                 event_timeout: Optional[float] = None) -> None:
         self.http = http
+        #: Seconds for a whole call, or ``None``.
+        self.deadline = deadline
+        #: The longest wait for the next event while a body is read, or ``None``.
+        self.event_timeout = event_timeout
         self.token = token
         self.max_retries = max_retries
         self.secrets = secrets
@@ -59,6 +66,8 @@ class Engine:
         call = Call(self)
         with self._lock:
             self._calls.add(call)
+        if self.deadline is not None or self.event_timeout is not None:
+            watch(call)
         return call
 
     def scrub(self, error: FakeGptError) -> FakeGptError:
@@ -87,6 +96,12 @@ class Call:
         self.before_read: Optional[Callable[[Ready], None]] = None
         #: Whether :meth:`abort` was called (a plain attribute: read per event).
         self.aborted = False
+        #: Why the watchdog ended the call (see :mod:`fakegpt._watchdog`), or ``None``.
+        self.expired: Optional[str] = None
+        #: When the last event arrived (the reader sets it), while a body is read.
+        self.progress_at: Optional[float] = None
+        self.closed = False
+        self._started = time.monotonic()
         self._wake = threading.Event()  # set by abort(): ends a back-off at once
         self._lock = threading.Lock()
         self._body: Optional[Body] = None
@@ -115,7 +130,33 @@ class Call:
             self._opened = None
         if body is not None:
             body.close()
+        self.closed = True
         _live.discard(self)
+
+    def overdue(self, now: float) -> Optional[str]:
+        """Why the call should end now (its deadline, or no event for too long), or ``None``."""
+        engine = self._engine
+        if engine.deadline is not None and now - self._started > engine.deadline:
+            return f"the call took longer than its deadline ({engine.deadline:g} s)"
+        progress = self.progress_at
+        if engine.event_timeout is not None and progress is not None and now - progress > engine.event_timeout:
+            return (f"no complete event arrived for {engine.event_timeout:g} s (the server is sending too slowly)")
+        return None
+
+    def expire(self, reason: str) -> None:
+        """End the call with an :class:`~fakegpt.APITimeoutError` (the watchdog's side)."""
+        with self._lock:
+            self.expired = reason
+            connection, body = self._connection, self._body
+        self._wake.set()
+        if body is not None:
+            hang_up(body.connection)
+        if connection is not None:
+            hang_up(connection)
+
+    def check_expired(self) -> None:
+        if self.expired is not None:
+            raise APITimeoutError(self.expired)
 
     # -- ConnectionWatcher (see fakegpt._transport) -----------------------------
     def connection_used(self, connection: Any) -> None:
@@ -146,6 +187,8 @@ class Call:
         except FakeGptError as error:
             if self.aborted:
                 return  # what the abort cut short is not an error
+            if self.expired is not None and not isinstance(error, APITimeoutError):
+                error = APITimeoutError(self.expired)
             if not error.partial_text:
                 error.partial_text = self.text
             raise self._engine.scrub(error)
@@ -159,6 +202,7 @@ class Call:
         for fresh_login in (False, True):
             with watching(self):
                 token = engine.token.get(stop=lambda: self.aborted)
+            self.check_expired()
             if token is None or self.aborted:
                 return None
             retrying = make_retrying(engine.max_retries, engine.sleep or self._wait)
@@ -176,6 +220,7 @@ class Call:
                 continue
             finally:
                 del retrying
+            self.check_expired()
             with self._lock:
                 opened, self._opened = self._opened, None
             return opened
@@ -186,6 +231,7 @@ class Call:
         opened is left on the call (``_opened``), never returned."""
         if self.aborted:
             return
+        self.check_expired()
         try:
             with watching(self):
                 # Redirects are not followed: the bearer headers would go to any host a redirect names.
@@ -208,6 +254,7 @@ class Call:
         with self._lock:
             previous, self._body = self._body, reader.body
             self._connection = None
+            self.progress_at = time.monotonic()
             self.current = reader.decoder
             if self.decoders and not self.decoders[-1].parts:
                 self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it

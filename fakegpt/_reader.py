@@ -3,6 +3,7 @@ through the SSE decoder and the protocol decoder. Pure logic over a body;
 the I/O is the body's."""
 from __future__ import annotations
 
+from time import monotonic
 from typing import Callable, Iterator, Optional, Protocol
 
 from ._body import Body, body_error
@@ -24,6 +25,10 @@ class Control(Protocol):
     #: Called before each read with a probe (the asyncio bridge hands its
     #: queued deltas to the loop when the read may wait).
     before_read: Optional[Callable[[Ready], None]]
+    #: Why the call was ended for taking too long, or ``None``.
+    expired: Optional[str]
+    #: When the last event arrived.
+    progress_at: Optional[float]
 
 
 class ReplyReader:
@@ -48,6 +53,8 @@ class ReplyReader:
                 except Exception as error:  # noqa: BLE001 - mapped to a fakegpt error, or the end
                     if control.aborted:
                         return
+                    if control.expired is not None:
+                        raise APITimeoutError(control.expired) from None
                     failure = body_error(error)
                     if decoder.finished and isinstance(failure, APITimeoutError):
                         return  # the reply is complete; only [DONE] never came
@@ -55,6 +62,7 @@ class ReplyReader:
                 if not chunk:
                     break
                 for event, data in feed(chunk):
+                    control.progress_at = monotonic()
                     delta = decoder.feed(event, data)
                     if control.aborted:
                         return

@@ -61,6 +61,11 @@ class Client:
     :param login_timeout: the same for the small requests of the login
         (default ``(10, 20)``): a server that accepts and never answers
         fails the login quickly.
+    :param deadline: seconds for a whole call, login, retries and
+        continuations included (default: none). Past it, the call fails with
+        :class:`~fakegpt.APITimeoutError`. Independently, a body that
+        trickles (bytes keep coming, but no complete event within the read
+        timeout) fails the same way.
     :param max_retries: retries of a failed call, not counting the first try.
     :param session_password: the isolation password used at login (the
         server keeps conversations under it); ``None`` reuses the one in the
@@ -97,6 +102,7 @@ class Client:
         access_token: Optional[str] = None,
         session_cache: Union[None, bool, str, "os.PathLike[str]"] = None,
         login_timeout: Timeout = LOGIN_TIMEOUT,
+        deadline: Optional[float] = None,
     ) -> None:
         if base_url is None:
             base_url = env_str("FAKEGPT_BASE_URL") or DEFAULT_BASE_URL
@@ -112,6 +118,8 @@ class Client:
         #: Seconds, or ``(connect, read)``, for the conversation stream.
         self.timeout: Timeout = check_timeout(timeout)
         self.login_timeout: Timeout = check_timeout(login_timeout, "login_timeout")
+        #: Seconds for a whole call (login, retries and continuations included), or ``None``.
+        self.deadline: Optional[float] = check_timeout(deadline, "deadline") if deadline is not None else None  # type: ignore[assignment]
         if max_retries is DEFAULT:
             from_env = env_max_retries()
             max_retries = DEFAULT_MAX_RETRIES if from_env is None else from_env
@@ -140,7 +148,9 @@ class Client:
                                  timeout=self.login_timeout, dead_tokens=DeadTokens(self._cache, self.base_url))
         save = self._save_login if self._cache is not None else None
         self._token = AccessToken(None if access_token else login, access_token, on_new_token=save)
-        self._engine = Engine(self._http, self._token, self.max_retries, self._secrets)
+        read_timeout = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+        self._engine = Engine(self._http, self._token, self.max_retries, self._secrets, deadline=self.deadline,
+                              event_timeout=read_timeout)
         self._closed = False
         if cached is not None:
             self._restore_login(cached)

@@ -45,7 +45,7 @@ __all__ = ["FakeGpt"]
 logger = logging.getLogger("fakegpt")
 
 Messages = List[Mapping[str, str]]
-_CLIENT_OPTIONS = ("timeout", "max_retries")
+_CLIENT_OPTIONS = ("timeout", "max_retries", "deadline")
 _MAX_CLIENTS = 16
 _registry_lock = threading.Lock()
 
@@ -69,6 +69,9 @@ class FakeGpt(ProviderHooks):
     _access_token: Optional[str] = None
     #: The cookies of the shared login (a ``requests`` cookie jar).
     _cookie_jar: Any = None
+    #: Calls of :meth:`create_async_generator` streaming at once, per event
+    #: loop (a thread each); more wait for a turn, on the loop.
+    max_concurrency: int = 1024
     # Set on the first call: the token last applied to the clients, and the server it came from.
     _told_token: Optional[str]
     _token_url: Optional[str]
@@ -80,25 +83,36 @@ class FakeGpt(ProviderHooks):
         """An async generator of the reply's text deltas.
 
         Unknown keyword arguments (``stream=``, ...) are accepted and
-        ignored, as the original did; ``timeout`` and ``max_retries`` set
-        the client's.
+        ignored, as the original did; ``timeout``, ``max_retries`` and
+        ``deadline`` set the client's.
+
+        At most :attr:`max_concurrency` calls stream at once per event loop;
+        the others wait for their turn on the loop, so cancelling one that
+        waits starts no thread and sends no request.
         """
         stream = cls.create_completion(model, messages, proxy=proxy, **kwargs)
-        channel = Channel(asyncio.get_running_loop())
-        stream.hand_off_to(channel)
-        start_worker(pump, stream.deltas(), channel)
+        loop = asyncio.get_running_loop()
+        started = False
         try:
-            while True:
-                batch, closed, error = await channel.get()
-                for delta in batch:
-                    yield delta
-                if error is not None:
-                    raise error
-                if closed:
-                    return
+            async with _turns(loop, cls.max_concurrency):
+                channel = Channel(loop)
+                start_worker(pump, stream.deltas(), channel)  # the worker closes the stream when done
+                started = True
+                try:
+                    while True:
+                        batch, closed, error = await channel.get()
+                        for delta in batch:
+                            yield delta
+                        if error is not None:
+                            raise error
+                        if closed:
+                            return
+                finally:
+                    channel.abandon()
+                    stream.abort()
         finally:
-            channel.abandoned = True
-            stream.abort()
+            if not started:  # cancelled while waiting for a turn: nothing was sent
+                stream.close()
 
     @classmethod
     def create_completion(
@@ -156,6 +170,21 @@ class FakeGpt(ProviderHooks):
                 cls._access_token = cls._told_token = token
                 cls._token_url = client.base_url
             cls._cookie_jar = client.cookies
+
+
+_loop_turns: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, asyncio.Semaphore]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _turns(loop: asyncio.AbstractEventLoop, limit: int) -> asyncio.Semaphore:
+    """The semaphore bounding the streams of *loop* (a new one when *limit* changed)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"FakeGpt.max_concurrency must be a positive int, not {limit!r}")
+    with _registry_lock:
+        known = _loop_turns.get(loop)
+        if known is None or known[0] != limit:
+            known = _loop_turns[loop] = (limit, asyncio.Semaphore(limit))
+        return known[1]
 
 
 _clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
@@ -225,11 +254,6 @@ class _ProviderStream(collections.abc.Generator):  # type: ignore[type-arg]
     def abort(self) -> None:
         """Interrupt the stream from another thread (see :meth:`fakegpt.Stream.abort`)."""
         self._stream.abort()
-
-    def hand_off_to(self, channel: Channel) -> None:
-        """Batch deltas into *channel*, flushing it whenever the stream waits for the network."""
-        channel.batching = True
-        self._stream.set_read_hook(channel.flush)
 
     def _record(self) -> None:
         self._recorded = True

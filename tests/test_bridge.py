@@ -1,4 +1,4 @@
-"""The thread → event loop channel: batching, flushing, errors, abandonment."""
+"""The thread → event loop channel: slow and fast modes, backpressure, errors, abandonment."""
 import asyncio
 import threading
 import time
@@ -9,12 +9,11 @@ from fakegpt import _bridge
 from fakegpt._bridge import Channel, pump
 
 
-def run_with_producer(produce, *, batching=True):
+def run_with_producer(produce):
     """Run *produce(channel)* in a thread; collect what the loop receives as batches."""
 
     async def main():
         channel = Channel(asyncio.get_running_loop())
-        channel.batching = batching
         thread = threading.Thread(target=produce, args=(channel,))
         thread.start()
         batches, error = [], None
@@ -29,83 +28,136 @@ def run_with_producer(produce, *, batching=True):
     return asyncio.run(main())
 
 
-def test_without_batching_every_item_reaches_the_loop_at_once():
-    def produce(channel):
-        for i in range(3):
-            channel.put(str(i))
-            time.sleep(0.05)
-        channel.close()
-
-    batches, error = run_with_producer(produce, batching=False)
-    assert [items for _, items in batches if items] == [["0"], ["1"], ["2"]] and error is None
-
-
 def loop_is_waiting(channel):
     """Block the producer until the loop waits on the channel (so a batch cannot be collected early)."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while channel._waiter is None:
         assert time.monotonic() < deadline
         time.sleep(0.001)
 
 
-def first_arrival(batches):
-    return next(t for t, items in batches if items)
-
-
-def test_held_items_go_out_when_the_producer_is_about_to_wait(monkeypatch):
-    monkeypatch.setattr(_bridge, "MAX_BATCH_AGE", 10.0)  # only the flush can release them
-    sent = {}
+def test_slow_mode_every_item_reaches_the_loop_before_the_next_is_made():
+    received = []
 
     def produce(channel):
-        loop_is_waiting(channel)
+        for i in range(3):
+            loop_is_waiting(channel)
+            channel.put(str(i))
+            # The loop has it before anything else happens here: no second put, no close.
+            deadline = time.monotonic() + 10
+            while len(received) <= i:
+                assert time.monotonic() < deadline, "the item was held back"
+                time.sleep(0.001)
+        channel.close()
+
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        thread = threading.Thread(target=produce, args=(channel,))
+        thread.start()
+        while True:
+            items, closed, _ = await channel.get()
+            received.extend(items)
+            if closed:
+                break
+        thread.join()
+
+    asyncio.run(main())
+    assert received == ["0", "1", "2"]
+
+
+def test_fast_mode_collects_a_held_item_on_its_timer_without_a_wake_up():
+    got = threading.Event()
+
+    def produce(channel):
         channel.put("a")
-        channel.put("b")
-        channel.flush(lambda: True)  # more data is ready: keep batching
-        time.sleep(0.1)
-        sent["flush"] = time.monotonic()
-        channel.flush(lambda: False)  # about to wait for the network: hand over now
-        time.sleep(0.1)
+        channel.put("b")  # both queued before the loop looks: a batch of two, fast mode
+        loop_is_waiting(channel)
+        assert channel.fast
+        channel.put("c")  # not announced in fast mode ...
+        assert not channel._wake_pending
+        assert got.wait(10), "the timer never collected the held item"  # ... yet it arrives
         channel.close()
 
-    batches, _ = run_with_producer(produce)
-    assert [items for _, items in batches if items] == [["a", "b"]]
-    assert 0 <= first_arrival(batches) - sent["flush"] < 0.05
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        thread = threading.Thread(target=produce, args=(channel,))
+        thread.start()
+        await asyncio.sleep(0.05)  # let a and b queue up
+        batches = []
+        while True:
+            items, closed, _ = await channel.get()
+            batches.append(items)
+            if "c" in items:
+                got.set()
+            if closed:
+                break
+        thread.join()
+        return batches
+
+    batches = asyncio.run(main())
+    assert batches[0] == ["a", "b"] and [x for b in batches for x in b] == ["a", "b", "c"]
 
 
-def test_while_data_keeps_coming_a_batch_waits_at_most_max_batch_age(monkeypatch):
-    monkeypatch.setattr(_bridge, "MAX_BATCH_AGE", 0.05)
-    started = {}
+def test_a_timer_that_finds_nothing_returns_to_slow_mode():
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        channel.fast = True
+        waiting = asyncio.ensure_future(channel.get())
+        await asyncio.sleep(_bridge.MAX_BATCH_AGE * 20)
+        assert not channel.fast and not waiting.done()
+        channel.close()
+        return await waiting
+
+    assert asyncio.run(main()) == ([], True, None)
+
+
+def test_a_full_buffer_stops_the_producer_until_the_loop_takes_the_items(monkeypatch):
+    monkeypatch.setattr(_bridge, "MAX_BUFFER", 5)
+    progress = []
 
     def produce(channel):
-        loop_is_waiting(channel)
-        started["t"] = time.monotonic()
-        for i in range(300):  # 0.3 s of steady flow: the socket is never idle
+        for i in range(12):
             channel.put(str(i))
-            channel.flush(lambda: True)
-            time.sleep(0.001)
+            progress.append(i)
         channel.close()
 
-    batches, _ = run_with_producer(produce)
-    assert [x for _, items in batches for x in items] == [str(i) for i in range(300)]
-    assert 0.04 <= first_arrival(batches) - started["t"] < 0.15  # held, but not until the end
-    assert len([items for _, items in batches if items]) >= 2
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        thread = threading.Thread(target=produce, args=(channel,))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(progress) < 5:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        stalled_at = list(progress)  # the 6th put waits for room
+        received = []
+        while True:
+            items, closed, _ = await channel.get()
+            assert len(items) <= 5
+            received.extend(items)
+            if closed:
+                break
+        thread.join()
+        return stalled_at, received
+
+    stalled_at, received = asyncio.run(main())
+    assert stalled_at == [0, 1, 2, 3, 4]
+    assert received == [str(i) for i in range(12)]
 
 
-def test_a_full_batch_goes_out_at_once(monkeypatch):
-    monkeypatch.setattr(_bridge, "MAX_BATCH_AGE", 10.0)
-    monkeypatch.setattr(_bridge, "MAX_BATCH", 10)
-    started = {}
-
-    def produce(channel):
-        loop_is_waiting(channel)
-        started["t"] = time.monotonic()
-        for i in range(10):
-            channel.put(str(i))
-        time.sleep(0.3)
-        channel.close()
-
-    batches, _ = run_with_producer(produce)
-    assert first_arrival(batches) - started["t"] < 0.1
+def test_abandoning_releases_a_producer_waiting_for_room(monkeypatch):
+    monkeypatch.setattr(_bridge, "MAX_BUFFER", 2)
+    loop = asyncio.new_event_loop()
+    channel = Channel(loop)
+    outcomes = []
+    thread = threading.Thread(target=lambda: outcomes.extend(channel.put(x) for x in "abc"))
+    thread.start()
+    time.sleep(0.1)
+    channel.abandon()
+    thread.join(10)
+    loop.close()
+    assert not thread.is_alive() and outcomes == [True, True, False]
 
 
 def test_error_comes_after_the_items_before_it():
@@ -120,7 +172,7 @@ def test_error_comes_after_the_items_before_it():
 def test_put_reports_an_abandoned_channel_and_a_closed_loop():
     loop = asyncio.new_event_loop()
     channel = Channel(loop)
-    channel.abandoned = True
+    channel.abandon()
     assert channel.put("x") is False
     channel = Channel(loop)
     loop.run_until_complete(asyncio.sleep(0))
@@ -155,9 +207,9 @@ def test_pump_hands_over_items_and_errors_and_closes_the_stream():
             pump(source, channel)
         return produce
 
-    batches, error = run_with_producer(produce_with(Source(["a", "b"])), batching=False)
+    batches, error = run_with_producer(produce_with(Source(["a", "b"])))
     assert [x for _, items in batches for x in items] == ["a", "b"] and error is None
-    batches, error = run_with_producer(produce_with(Source(["a"], KeyError("k"))), batching=False)
+    batches, error = run_with_producer(produce_with(Source(["a"], KeyError("k"))))
     assert isinstance(error, KeyError) and closed == [True, True]
 
 
@@ -171,7 +223,7 @@ def test_pump_stops_when_nobody_listens():
 
     loop = asyncio.new_event_loop()
     channel = Channel(loop)
-    channel.abandoned = True
+    channel.abandon()
     pump(source(), channel)
     loop.close()
     assert pulled == [0]
@@ -186,6 +238,6 @@ def test_get_waits_without_spinning(count):
         channel.close()
 
     cpu = time.process_time()
-    batches, _ = run_with_producer(produce, batching=False)
+    batches, _ = run_with_producer(produce)
     assert time.process_time() - cpu < 0.08  # waited on a future, not a busy loop
     assert [x for _, items in batches for x in items] == [str(i) for i in range(count)]

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 import trustme
+import urllib3
 
 import fakegpt
 from fakegpt.emulator import Emulator, default_responder
@@ -105,7 +106,11 @@ def test_a_compressed_stream_is_decoded(compress, chunked):
         v1.close()
 
 
-@pytest.mark.parametrize("chunked", [True, False])
+LEGACY_URLLIB3 = int(urllib3.__version__.split(".")[0]) < 2
+
+
+@pytest.mark.parametrize("chunked", [True, pytest.param(False, marks=pytest.mark.skipif(
+    LEGACY_URLLIB3, reason="urllib3 1.26 reads close-delimited bodies in blocks (docs/performance.rst)"))])
 def test_each_compressed_event_arrives_as_soon_as_it_is_sent(chunked):
     # The server stalls after 3 words: a client that waited for more bytes
     # (a buffer to fill, a whole gzip member) would never see them.
