@@ -48,7 +48,7 @@ MAX_BODY = 4 * 1024 * 1024
 #: the stream open, or keeps writing, costs at most this.
 DRAIN_GRACE = 0.02
 #: Connections kept per host: enough for many concurrent streams to reuse theirs.
-POOL_MAXSIZE = 64
+POOL_MAXSIZE = 1024
 
 #: What a desktop Chrome sends; the service was built for browsers.
 BROWSER_HEADERS: Dict[str, str] = {

@@ -18,12 +18,15 @@ __all__ = ["AccessToken"]
 class _Login:
     """One login in flight, and its outcome, for every thread waiting on it."""
 
-    __slots__ = ("done", "token", "error")
+    __slots__ = ("done", "token", "error", "interrupted")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.token: Optional[str] = None
         self.error: Optional[BaseException] = None
+        #: The leading thread was interrupted (Ctrl-C, its call aborted): its
+        #: outcome says nothing about the server, so waiters log in themselves.
+        self.interrupted = False
 
 
 class AccessToken:
@@ -69,33 +72,39 @@ class AccessToken:
         instead of each trying again in turn. Returns ``None`` as soon as
         ``stop()`` is true (the call was aborted) rather than wait or log in.
         """
-        with self._lock:
-            if self._token is not None:
-                return self._token
-            if stop():
-                return None
-            if self._login is None:
-                raise AuthenticationError("no access token, and logging in is disabled")
-            login = self._in_flight
-            leading = login is None
+        while True:
+            with self._lock:
+                if self._token is not None:
+                    return self._token
+                if stop():
+                    return None
+                if self._login is None:
+                    raise AuthenticationError("no access token, and logging in is disabled")
+                login = self._in_flight
+                leading = login is None
+                if login is None:
+                    login = self._in_flight = _Login()
+                    self.logins += 1
             if leading:
-                login = self._in_flight = _Login()
-                self.logins += 1
-        if leading:
-            return self._lead(login)  # type: ignore[arg-type]
-        while not login.done.wait(0.05):  # type: ignore[union-attr]
-            if stop():
-                return None
-        if login.error is not None:  # type: ignore[union-attr]
-            raise _copy(login.error) from login.error.__cause__  # type: ignore[union-attr]
-        return login.token  # type: ignore[union-attr]
+                return self._lead(login, stop)
+            while not login.done.wait(0.05):
+                if stop():
+                    return None
+            if login.interrupted:
+                continue  # never another thread's KeyboardInterrupt or abort: log in afresh
+            if login.error is not None:
+                raise _copy(login.error) from login.error.__cause__
+            return login.token
 
-    def _lead(self, login: _Login) -> str:
+    def _lead(self, login: _Login, stop: Callable[[], bool] = lambda: False) -> str:
         try:
             login.token = self._login()  # type: ignore[misc]
             register_secret(self, login.token)
         except BaseException as error:
-            login.error = error
+            if isinstance(error, Exception) and not stop():
+                login.error = error
+            else:
+                login.interrupted = True
             raise
         finally:
             with self._lock:
