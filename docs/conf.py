@@ -35,6 +35,8 @@ autodoc_mock_imports = ["pytest"]
 nitpicky = True  # every reference must resolve (as with -n)
 
 # No intersphinx: the build must work offline (CI has no internet).
+# So a class of requests' own cannot be linked to: it is named, not linked.
+nitpick_ignore = [("py:class", "requests.cookies.RequestsCookieJar")]
 try:
     import furo  # noqa: F401
 except ImportError:  # pragma: no cover - the docs extra installs it
@@ -57,12 +59,18 @@ PUBLIC_TYPES = {
         "timeout": "float | tuple[float | None, float | None] | None",
         "max_retries": "int",
         "session_cache": "bool | str | None",
+        "login_timeout": "float | tuple[float | None, float | None] | None",
     },
-    "fakegpt.Stream": {"generate": "typing.Callable"},
+    "fakegpt.Stream": {"call": "object", "generate": "typing.Callable"},
+    "fakegpt.Conversation": {"engine": "object"},
     "fakegpt.FakeGpt.create_completion": {"return": "typing.Generator[str, None, None]"},
 }
 PUBLIC_PARAMS = {
+    "fakegpt.Conversation": {
+        "engine": "used by the client: a conversation comes from :meth:`Client.conversation`",
+    },
     "fakegpt.Stream": {
+        "call": "used by the client (the call object behind the stream)",
         "generate": "used by the client: a stream comes from :meth:`Client.stream` or :meth:`Conversation.stream`",
     },
 }

@@ -47,7 +47,8 @@ class Reply(str):
         return str.__str__(self)
 
     def __repr__(self) -> str:
-        text = str.__repr__(self.text if len(self) <= 40 else self.text[:39] + "…")
+        # A long text is cut outside the quotes, so the cut cannot pass for the text itself.
+        text = str.__repr__(self.text) if len(self) <= 60 else f"{self.text[:60]!r} … +{len(self) - 60} chars"
         return (
             f"Reply({text}, conversation_id={self.conversation_id!r}, message_id={self.message_id!r}, "
             f"model={self.model!r}, finish_reason={self.finish_reason!r})"

@@ -9,14 +9,14 @@ keeps working::
         ├── AuthenticationError        no usable shared token / token rejected
         ├── APIStatusError             a non-2xx answer (.status_code, .detail, .retry_after)
         │   └── RateLimitError         429 or a rate-limit detail
-        ├── APIConnectionError         could not reach the server / connection lost
+        ├── APIConnectionError         could not reach the server (connect, proxy, TLS)
         │   └── APITimeoutError        connect or read timeout, a stalled stream
         ├── StreamError                an in-stream error or an unreadable stream
         │   └── IncompleteStreamError  the body ended before [DONE]
         └── NoValidResponseError       a complete stream without assistant text
 
 Messages are one line and never contain a secret: every message is
-redacted (see :mod:`fakegpt._secrets`) before it is cut to length. Errors
+redacted (see ``fakegpt._secrets``) before it is cut to length. Errors
 raised while a reply was streaming carry the text received so far in
 :attr:`FakeGptError.partial_text`.
 """
@@ -127,7 +127,7 @@ class APIStatusError(FakeGptError):
 
 class RateLimitError(APIStatusError):
     """Rate limited (429, or a rate-limit detail on 400/403) after the retries;
-    :attr:`retry_after` says how long the server asked to wait, if it said."""
+    ``retry_after`` says how long the server asked to wait, if it said."""
 
 
 class APIConnectionError(FakeGptError):

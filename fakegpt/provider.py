@@ -55,8 +55,8 @@ class FakeGpt(ProviderHooks):
 
     ``url`` defaults to ``FAKEGPT_BASE_URL`` (read at each call), else the
     original service; assigning ``FakeGpt.url`` wins. gpt4free's hooks
-    (``get_create_function``, ``get_dict``, ``params``, :meth:`register`, ...)
-    come from :class:`fakegpt._g4f.ProviderHooks`.
+    (``get_create_function``, ``get_dict``, ``params``, ``register()``, ...)
+    come from ``fakegpt._g4f.ProviderHooks``.
     """
 
     working: bool = True
@@ -86,7 +86,7 @@ class FakeGpt(ProviderHooks):
         ignored, as the original did; ``timeout``, ``max_retries`` and
         ``deadline`` set the client's.
 
-        At most :attr:`max_concurrency` calls stream at once per event loop;
+        At most ``FakeGpt.max_concurrency`` calls stream at once per event loop;
         the others wait for their turn on the loop, so cancelling one that
         waits starts no thread and sends no request.
         """

@@ -117,3 +117,9 @@ def test_no_valid_response_is_still_a_runtime_error(server):
     with pytest.raises(RuntimeError, match="no valid response") as info:
         list(FakeGpt.create_completion("gpt-3.5-turbo", MESSAGES))
     assert type(info.value) is fakegpt.NoValidResponseError
+
+
+def test_a_long_replys_repr_cuts_outside_the_quotes():
+    reply = fakegpt.Reply("x" * 100, finish_reason="stop")
+    assert repr(reply).startswith("Reply('" + "x" * 60 + "' … +40 chars, ")
+    assert repr(fakegpt.Reply("short")).startswith("Reply('short', ")
