@@ -358,3 +358,26 @@ def test_nothing_is_left_behind(emulator):
         ending_all_ways()
     assert threading.active_count() == threads
     assert fds() == before
+
+
+def test_a_missing_ca_bundle_is_a_one_line_connection_error(tls, monkeypatch, tmp_path):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with fakegpt.Client(tls.url, max_retries=0) as client:
+        with pytest.raises(fakegpt.APIConnectionError) as info:
+            client.complete(MESSAGES)
+    message = str(info.value)
+    assert "GET /api/loads" in message and "\n" not in message and "OSError" not in message
+
+
+def test_a_refused_proxy_is_named_in_words_not_reprs(tls):
+    import socket
+
+    with socket.socket() as bound:  # bound, never listening: connecting is refused
+        bound.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        with fakegpt.Client(tls.url, proxy=proxy, max_retries=0) as client:
+            with pytest.raises(fakegpt.APIConnectionError) as info:
+                client.complete(MESSAGES)
+    message = str(info.value)
+    assert "could not use the proxy" in message and "refused" in message, message
+    assert not any(noise in message for noise in ("NewConnectionError", "0x", "Pool(", "('", "Caused by"))
