@@ -115,8 +115,12 @@ class Call:
         once, the server sees the connection end, no further delta comes."""
         with self._lock:
             self.aborted = True
-            connection = self._connection
-            body = self._body
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Wake a back-off, and shut down the body's or the pending request's connection."""
+        with self._lock:
+            connection, body = self._connection, self._body
         self._wake.set()
         if body is not None:
             hang_up(body.connection)
@@ -147,12 +151,7 @@ class Call:
         """End the call with an :class:`~fakegpt.APITimeoutError` (the watchdog's side)."""
         with self._lock:
             self.expired = reason
-            connection, body = self._connection, self._body
-        self._wake.set()
-        if body is not None:
-            hang_up(body.connection)
-        if connection is not None:
-            hang_up(connection)
+        self._hang_up()
 
     def check_expired(self) -> None:
         if self.expired is not None:

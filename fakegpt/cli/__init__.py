@@ -76,14 +76,18 @@ def _flushed() -> int:
     """After ``--help`` or ``--version``: 0 once stdout has taken the text, else as for a reply."""
     try:
         write_out("")
-    except OutputGone:
-        silence_stdout()
-        return 141
-    except OutputError as error:
-        silence_stdout()
-        print(f"fakegpt: error: {error}", file=sys.stderr)
-        return 1
+    except (OutputGone, OutputError) as error:
+        return _output_failed(error)
     return 0
+
+
+def _output_failed(error: Exception) -> int:
+    """stdout is gone (141, quietly, as SIGPIPE would end it) or failing (one line, 1)."""
+    silence_stdout()
+    if isinstance(error, OutputGone):
+        return 141
+    print(f"fakegpt: error: {error}", file=sys.stderr)
+    return 1
 
 
 def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
@@ -95,14 +99,8 @@ def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         status = 130
-    except OutputGone:
-        # The reader went away (`| head`): stop quietly, as SIGPIPE would have.
-        silence_stdout()
-        return 141
-    except OutputError as error:
-        silence_stdout()
-        print(f"fakegpt: error: {error}", file=sys.stderr)
-        return 1
+    except (OutputGone, OutputError) as error:  # the reader went away (`| head`), or stdout fails
+        return _output_failed(error)
     except FakeGptError as error:
         run.report(error, debug=args.debug)
         status = 1
