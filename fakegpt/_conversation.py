@@ -69,7 +69,7 @@ class Conversation:
         if not text.strip():
             raise ValueError("text is empty")
         body = conversation_body(
-            text, web_model(model or self.model), conversation_id=self.conversation_id,
+            text, model or self.model, conversation_id=self.conversation_id,
             parent_message_id=self.parent_message_id, keep_history=True,
         )
         return Stream(self._engine.new_call(), lambda call: self._turn(call, body, None, True, model))
@@ -90,7 +90,7 @@ class Conversation:
         return Stream(self._engine.new_call(), lambda call: self._turn(call, body, resume, False, model))
 
     def _continue_body(self, model: Optional[str]) -> Mapping[str, Any]:
-        return conversation_body(None, web_model(model or self.model), action="continue",
+        return conversation_body(None, model or self.model, action="continue",
                                  conversation_id=self.conversation_id, parent_message_id=self.parent_message_id)
 
     def _resume(self) -> Mapping[str, str]:

@@ -63,7 +63,7 @@ def web_model(model: Optional[str]) -> str:
 
 def conversation_body(
     prompt: Optional[str],
-    model: str,
+    model: Optional[str],
     *,
     action: str = "next",
     conversation_id: Optional[str] = None,
