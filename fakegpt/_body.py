@@ -22,7 +22,6 @@ when the body has been read to its end (urllib3 does that itself); after
 from __future__ import annotations
 
 import functools
-import select
 import socket
 from typing import Any, Callable
 
@@ -50,7 +49,7 @@ def body_error(error: BaseException) -> FakeGptError:
 
 
 class Body:
-    """Reads one response's body. Not thread-safe, except :meth:`ready`."""
+    """Reads one response's body (from one thread)."""
 
     def __init__(self, response: requests.Response) -> None:
         self.response = response
@@ -75,19 +74,6 @@ class Body:
     def connection(self) -> Any:
         """The urllib3 connection the body arrives on (``None`` once released)."""
         return getattr(self._raw, "connection", None)
-
-    def ready(self) -> bool:
-        """Whether a :meth:`read` would return at once (``False`` when unsure)."""
-        sock = getattr(self.connection, "sock", None)
-        if sock is None:
-            return False
-        try:
-            pending = getattr(sock, "pending", None)
-            if pending is not None and pending():  # TLS bytes decrypted already
-                return True
-            return bool(select.select([sock], [], [], 0)[0])
-        except (OSError, ValueError, TypeError):
-            return False
 
     def drain(self) -> bool:
         """After ``[DONE]``: read what is left of the body if it comes within

@@ -26,7 +26,7 @@ from ._auth import AccessToken
 from ._body import Body
 from ._http import MAX_ERROR_BODY, Http, headers_for, host_of, read_capped
 from ._protocol import ReplyDecoder
-from ._reader import Ready, ReplyReader
+from ._reader import ReplyReader
 from ._retry import make_retrying
 from ._transport import hang_up, watching
 from ._watchdog import watch
@@ -92,8 +92,6 @@ class Call:
         self.decoders: List[ReplyDecoder] = []
         #: The decoder of the response opened last (``None`` until one opens).
         self.current: Optional[ReplyDecoder] = None
-        #: Called before each read of the body with a ``ready()`` probe.
-        self.before_read: Optional[Callable[[Ready], None]] = None
         #: Whether :meth:`abort` was called (a plain attribute: read per event).
         self.aborted = False
         #: Why the watchdog ended the call (see :mod:`fakegpt._watchdog`), or ``None``.

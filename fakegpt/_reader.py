@@ -4,7 +4,7 @@ the I/O is the body's."""
 from __future__ import annotations
 
 from time import monotonic
-from typing import Callable, Iterator, Optional, Protocol
+from typing import Iterator, Optional, Protocol
 
 from ._body import Body, body_error
 from ._protocol import ReplyDecoder
@@ -13,18 +13,11 @@ from .exceptions import APITimeoutError, IncompleteStreamError, StreamError
 
 __all__ = ["Control", "ReplyReader"]
 
-#: ``ready() -> bool``: whether the next read would return at once.
-Ready = Callable[[], bool]
-
-
 class Control(Protocol):
     """What the reader needs from the call it reads for."""
 
     #: The call was aborted: stop at once, yield nothing more.
     aborted: bool
-    #: Called before each read with a probe (the asyncio bridge hands its
-    #: queued deltas to the loop when the read may wait).
-    before_read: Optional[Callable[[Ready], None]]
     #: Why the call was ended for taking too long, or ``None``.
     expired: Optional[str]
     #: When the last event arrived.
@@ -42,12 +35,9 @@ class ReplyReader:
     def deltas(self) -> Iterator[str]:
         """The reply text, delta by delta; closes the response when done."""
         body, decoder, control, sse = self.body, self.decoder, self._control, SSEDecoder()
-        feed, read, ready = sse.feed, body.read, body.ready
-        before_read = control.before_read
+        feed, read = sse.feed, body.read
         try:
             while True:  # the hot loop: kept flat on purpose
-                if before_read is not None:
-                    before_read(ready)
                 try:
                     chunk = read()
                 except Exception as error:  # noqa: BLE001 - mapped to a fakegpt error, or the end
@@ -69,7 +59,7 @@ class ReplyReader:
                     if delta:
                         yield delta
                     if decoder.done:
-                        self._finish()
+                        body.drain()  # keep the connection if the body ends now
                         return
                 pending = sse.pending
                 if pending and pending[0] == b"[DONE]" and len(pending) == 1:
@@ -77,7 +67,7 @@ class ReplyReader:
                     held = decoder.flush()
                     if held:
                         yield held
-                    self._finish()
+                    body.drain()
                     return
             if control.aborted:
                 return
@@ -100,10 +90,3 @@ class ReplyReader:
                 raise IncompleteStreamError(message)
         finally:
             body.close()
-
-    def _finish(self) -> None:
-        """After [DONE]: hand everything over, then keep the connection if the body ends now."""
-        before_read = self._control.before_read
-        if before_read is not None:
-            before_read(lambda: False)
-        self.body.drain()

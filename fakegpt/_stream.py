@@ -122,13 +122,6 @@ class Stream(collections.abc.Generator):  # type: ignore[type-arg]
         """Whether :meth:`abort` was called."""
         return self._call.aborted
 
-    def set_read_hook(self, hook: Optional[Callable[[Callable[[], bool]], None]]) -> None:
-        """For bridges to other concurrency models: ``hook(ready)`` is called
-        before each read from the network, with ``ready() -> bool`` telling
-        whether that read would return at once (so a bridge can hand over
-        what it holds before the read waits). Set it before iterating."""
-        self._call.before_read = hook
-
     # -- what is known about the reply -----------------------------------
     @property
     def text(self) -> str:
