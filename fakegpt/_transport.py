@@ -165,9 +165,13 @@ class HttpSession(requests.Session):
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any,
     ) -> Any:
-        explicit = bool(proxies)  # before requests adds the environment's to the same dict
+        loopback = not proxies and isinstance(url, str) and is_loopback(url)
+        if loopback:
+            # Naming the host in no_proxy spares requests reading every proxy
+            # variable of the environment (twice, per request) only for us to drop them.
+            proxies = {"no_proxy": urlsplit(url).hostname or ""}
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if not explicit and isinstance(url, str) and is_loopback(url):
+        if loopback:
             settings["proxies"] = {}
         return settings
 

@@ -36,6 +36,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    #: The listen backlog (socketserver's default is 5): hundreds of clients
+    #: connecting at once must not have their SYNs dropped and retried seconds later.
+    request_queue_size = 1024
 
     def __init__(self, address: Any, emulator: "Emulator") -> None:
         self.emulator = emulator
