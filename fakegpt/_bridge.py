@@ -25,6 +25,12 @@ before a read that may wait, so nothing is held longer than the timer.
 :data:`MAX_BUFFER_BYTES` of text; past that, the worker waits (and so stops
 reading the socket: TCP slows the server down) until the loop takes them.
 
+**Hanging up** a cancelled stream's socket is a system call, and each one
+hands the GIL to busy workers and waits to win it back: an event loop
+cancelling 64 busy streams waited tens of milliseconds on them in turn.
+The loop only marks the stream aborted (no delta more, at once) and
+:func:`hang_up_soon` has one daemon thread shut the sockets down.
+
 **Threads.** :func:`start_worker` runs each stream in a daemon thread of
 its own: no shared pool that a few stalled servers could exhaust, and no
 thread that keeps the interpreter from exiting. How many run at once is
@@ -34,10 +40,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import queue
+import sys
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-__all__ = ["Channel", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "pump", "start_worker"]
+__all__ = [
+    "Channel", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "hang_up_soon", "pump", "start_worker",
+]
 
 #: In fast mode, a delta waits at most this long (seconds) for the loop.
 MAX_BATCH_AGE = 0.005
@@ -48,7 +59,41 @@ MAX_BUFFER = 256
 #: ... or this much text (characters).
 MAX_BUFFER_BYTES = 256 * 1024
 
+logger = logging.getLogger("fakegpt")
 _worker_ids = itertools.count(1)
+_hang_ups: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
+_hanger: Optional[threading.Thread] = None
+_hanger_lock = threading.Lock()
+
+
+def hang_up_soon(hang_up: Callable[[], None]) -> None:
+    """Run *hang_up* (e.g. a stream's ``abort``) on the hang-up thread, in
+    order, soon; returns at once. The thread is a daemon, started on first
+    use (and again in a forked child)."""
+    if sys.is_finalizing():  # no thread can start now, and none would run
+        hang_up()
+        return
+    _hang_ups.put(hang_up)
+    _start_hanger()
+
+
+def _start_hanger() -> None:
+    global _hanger
+    if _hanger is None or not _hanger.is_alive():
+        with _hanger_lock:
+            if _hanger is None or not _hanger.is_alive():
+                _hanger = threading.Thread(target=_hang_up_forever, name="fakegpt-hang-up", daemon=True)
+                _hanger.start()
+
+
+def _hang_up_forever() -> None:
+    while True:
+        hang_up = _hang_ups.get()
+        try:
+            hang_up()
+        except Exception:  # noqa: BLE001 - one failure must not stop the others' hang-ups
+            logger.debug("hanging up a stream failed", exc_info=True)
+        del hang_up
 
 
 def start_worker(target: Callable[..., None], *args: Any) -> threading.Thread:
@@ -59,6 +104,7 @@ def start_worker(target: Callable[..., None], *args: Any) -> threading.Thread:
     never keeps the interpreter from exiting (at exit, every open call is
     hung up, so a blocked read returns at once).
     """
+    _start_hanger()  # now, not when the first stream is cancelled: that may be at interpreter exit
     thread = threading.Thread(target=target, args=args, name=f"fakegpt-worker-{next(_worker_ids)}", daemon=True)
     thread.start()
     return thread

@@ -108,12 +108,15 @@ class Call:
         _live.add(self)
 
     # -- ending the call -------------------------------------------------------
-    def abort(self) -> None:
+    def abort(self, hang_up: bool = True) -> None:
         """End the call from any thread: a blocked read or wait returns at
-        once, the server sees the connection end, no further delta comes."""
+        once, the server sees the connection end, no further delta comes.
+        With *hang_up* false, only the last: the caller hangs up later
+        (another ``abort()``), off a thread that must not wait for sockets."""
         with self._lock:
             self.aborted = True
-        self._hang_up()
+        if hang_up:
+            self._hang_up()
 
     def _hang_up(self) -> None:
         """Wake a back-off, and shut down the body's or the pending request's connection."""

@@ -111,11 +111,18 @@ class Stream(collections.abc.Generator):  # type: ignore[type-arg]
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def abort(self) -> None:
+    def abort(self, hang_up: bool = True) -> None:
         """End the stream from *another* thread, at once: a read or wait in
         progress returns, the server sees the connection end, no further
-        delta is yielded and the iteration ends quietly (thread-safe)."""
-        self._call.abort()
+        delta is yielded and the iteration ends quietly (thread-safe).
+
+        :param hang_up: ``False`` only marks the stream aborted (no further
+            delta, at once, with no system call); the connection is shut down
+            by the reading thread at its next event, or by a later
+            ``abort()``. For a thread that must stay responsive, such as an
+            event loop cancelling many streams at once.
+        """
+        self._call.abort(hang_up)
 
     @property
     def aborted(self) -> bool:

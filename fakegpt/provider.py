@@ -34,7 +34,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from ._bridge import Channel, pump, start_worker
+from ._bridge import Channel, hang_up_soon, pump, start_worker
 from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
 from ._g4f import ProviderHooks
 from ._stream import Stream
@@ -109,7 +109,10 @@ class FakeGpt(ProviderHooks):
                             return
                 finally:
                     channel.abandon()
-                    stream.abort()
+                    # No delta more, at once; the socket is shut down off the loop
+                    # (a storm of cancels must not have the loop wait on each one).
+                    stream.abort(hang_up=False)
+                    hang_up_soon(stream.abort)
         finally:
             if not started:  # cancelled while waiting for a turn: nothing was sent
                 stream.close()
@@ -251,9 +254,9 @@ class _ProviderStream(collections.abc.Generator):  # type: ignore[type-arg]
         self._record()
         self._release()
 
-    def abort(self) -> None:
+    def abort(self, hang_up: bool = True) -> None:
         """Interrupt the stream from another thread (see :meth:`fakegpt.Stream.abort`)."""
-        self._stream.abort()
+        self._stream.abort(hang_up)
 
     def _record(self) -> None:
         self._recorded = True

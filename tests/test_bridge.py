@@ -241,3 +241,18 @@ def test_get_waits_without_spinning(count):
     batches, _ = run_with_producer(produce)
     assert time.process_time() - cpu < 0.08  # waited on a future, not a busy loop
     assert [x for _, items in batches for x in items] == [str(i) for i in range(count)]
+
+
+def test_hang_ups_run_in_order_on_one_daemon_thread_and_a_failure_does_not_stop_the_rest():
+    ran, done = [], threading.Event()
+
+    def failing():
+        ran.append(("fail", threading.current_thread().name))
+        raise OSError("already closed")
+
+    _bridge.hang_up_soon(lambda: ran.append(("first", threading.current_thread().name)))
+    _bridge.hang_up_soon(failing)
+    _bridge.hang_up_soon(lambda: (ran.append(("last", threading.current_thread().name)), done.set()))
+    assert done.wait(5)
+    assert [what for what, _ in ran] == ["first", "fail", "last"]
+    assert {thread for _, thread in ran} == {"fakegpt-hang-up"}

@@ -126,6 +126,28 @@ def test_abort_from_another_thread_interrupts_a_blocked_read(fakegpt_emulator, c
     assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
 
 
+def test_abort_without_hang_up_only_marks_and_the_reader_closes_the_connection():
+    with Emulator(delay=0.05) as emulator, client_for(emulator) as client:
+        stream = client.stream(MESSAGES)
+        first = next(stream)
+        stream.abort(hang_up=False)  # only the mark: nothing touches the socket
+        assert stream.aborted
+        assert emulator.open_connections == 1 and emulator.counts["disconnects"] == 0
+        assert list(stream) == [] and stream.text == first  # no delta more; the reader hangs up
+        assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+
+
+def test_a_later_abort_hangs_up_what_abort_without_hang_up_left_open(fakegpt_emulator, client):
+    client.complete(MESSAGES)
+    fakegpt_emulator.stream_fault("stall", after_words=2)
+    stream = client.stream(MESSAGES)
+    first = next(stream)
+    stream.abort(hang_up=False)
+    stream.abort()  # what the hang-up thread does for the asyncio bridge
+    assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
+    assert list(stream) == [] and stream.text == first
+
+
 # -- latency -------------------------------------------------------------------------
 # urllib3 1.26 has no read1: a close-delimited body is read in blocks there (docs/performance.rst).
 LEGACY_URLLIB3 = int(urllib3.__version__.split(".")[0]) < 2

@@ -328,3 +328,27 @@ def test_a_call_ending_does_not_undo_forcing_a_fresh_login(emulator):
     assert FakeGpt._access_token is None
     "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI))
     assert emulator.counts["logins"] == 2 and FakeGpt._access_token is not None
+
+
+def test_a_cancel_storm_hangs_up_every_stream_from_the_hang_up_thread(slow):
+    # The loop only marks each stream aborted; the sockets are shut down by
+    # one daemon thread, so the loop never waits on a system call per stream.
+    async def consume(started):
+        async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
+            started.set()
+
+    async def main():
+        events = [asyncio.Event() for _ in range(16)]
+        tasks = [asyncio.create_task(consume(started)) for started in events]
+        for started in events:
+            await started.wait()
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+
+    asyncio.run(main())
+    assert slow.wait_until(lambda e: e.counts["disconnects"] == 16, timeout=5)
+    hangers = [t for t in threading.enumerate() if t.name == "fakegpt-hang-up"]
+    assert len(hangers) == 1 and hangers[0].daemon
+    assert slow.wait_until(lambda e: e.open_connections == 0, timeout=5)
