@@ -18,6 +18,9 @@ __all__ = [
 ]
 
 _TEXT_PATH = "/message/content/parts/0"
+#: Deltas kept as separate strings before they are joined into one: a long
+#: reply costs its text, not an object per delta (about 90 bytes each).
+_BLOCK = 256
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -53,7 +56,8 @@ class ReplyDecoder:
         self.message_id: Optional[str] = None
         self.model: Optional[str] = None
         self.finish_reason: Optional[str] = None
-        self.parts: List[str] = []  # every delta, in order
+        self.parts: List[str] = []  # every delta, in order (runs of _BLOCK joined into one string)
+        self._blocks = 0  # how many strings at the head of parts are joined runs
         self._delivered: Dict[Any, int] = {k: len(v) for k, v in (resume or {}).items()}
         self._docs: Dict[Any, Dict[str, Any]] = {}  # format B: channel → message document
         self._channel: Any = 0
@@ -61,7 +65,8 @@ class ReplyDecoder:
         self._path: Optional[str] = None
         self._fast: Optional[Dict[str, Any]] = None  # the doc whose text a sticky append extends
         self._fast_parts: List[Any] = []  # ... and its content.parts
-        self._queued: List[str] = []  # fast appends not yet applied to that document
+        self._queued: List[str] = []  # fast appends not yet applied to that document (joined as parts are)
+        self._queued_blocks = 0
         self._high = ""  # a high surrogate held back (not counted as delivered), awaiting its pair
         self._high_owner: Any = None  # ... in the text of this message
 
@@ -167,8 +172,14 @@ class ReplyDecoder:
             self._high = ""
         self._delivered[message_id] = len(text) - len(self._high)
         if delta:
-            self.parts.append(delta)
+            self._deliver(delta)
         return delta
+
+    def _deliver(self, delta: str) -> None:
+        parts = self.parts
+        parts.append(delta)
+        if len(parts) - self._blocks >= _BLOCK:
+            self._blocks = _join_tail(parts, self._blocks)
 
     def _settle(self, text: str, message_id: Any) -> str:
         """*text* as it may be yielded: surrogate pairs joined, a trailing high
@@ -187,7 +198,7 @@ class ReplyDecoder:
         self._high = ""
         if self._high_owner in self._delivered:
             self._delivered[self._high_owner] += 1
-        self.parts.append("\ufffd")
+        self._deliver("\ufffd")
         return "\ufffd"
 
     # -- format B --------------------------------------------------------
@@ -197,19 +208,22 @@ class ReplyDecoder:
         the message document only when another op needs the document."""
         if not value:
             return value
-        self._queued.append(value)
+        queued = self._queued
+        queued.append(value)
+        if len(queued) - self._queued_blocks >= _BLOCK:
+            self._queued_blocks = _join_tail(queued, self._queued_blocks)
         if self._high or not value.isascii():
             held, self._high = self._high, ""
             value = self._settle(held + value, self.message_id)
             if not value:
                 return value
-        self.parts.append(value)
+        self._deliver(value)
         return value
 
     def _apply_queued(self) -> None:
         parts = self._fast_parts
         parts[0] = parts[0] + "".join(self._queued)
-        self._queued = []
+        self._queued, self._queued_blocks = [], 0
         self._delivered[self.message_id] = len(parts[0]) - len(self._high)
 
     def _op_event(self, obj: Mapping[str, Any]) -> str:
@@ -251,6 +265,13 @@ class ReplyDecoder:
         if op == "append" and path == _TEXT_PATH and self.message_id == message.get("id") and delta:
             self._fast, self._fast_parts = doc, message["content"]["parts"]
         return delta
+
+
+def _join_tail(pieces: List[str], blocks: int) -> int:
+    """Join the strings of *pieces* after its first *blocks* into one; the new
+    count of joined runs. (Each string is copied once: linear in the text.)"""
+    pieces[blocks:] = ["".join(pieces[blocks:])]
+    return blocks + 1
 
 
 def _text(data: bytes) -> str:

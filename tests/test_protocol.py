@@ -283,6 +283,18 @@ def test_emulator_frames_decode_to_the_reply(fmt, text):
     assert decoder.finish_reason == "stop" and decoder.model == "gpt-4o-mini"
 
 
+@pytest.mark.parametrize("fmt", ["cumulative", "v1"])
+def test_a_long_reply_keeps_its_text_not_a_string_per_delta(fmt):
+    words = [f"w{i} " for i in range(3000)] + ["😀"]
+    turn = Turn(conversation_id="c9", user_message_id="u9", user_text="prompt", assistant_id="a9",
+                model="gpt-4o-mini", words=words)
+    raw = b"".join(frame for _, frame in render(turn, fmt))
+    deltas, decoder = decode(raw)
+    assert "".join(deltas) == decoder.text == "".join(words) and len(deltas) == len(words)
+    assert len(decoder.parts) < 300  # joined runs of 256 deltas, and the last run
+    assert len(decoder._queued) < 300
+
+
 @pytest.mark.parametrize(
     "event",
     [
