@@ -17,15 +17,25 @@ it). Contenders:
   (for format B, plus applying the appends; for gzip, ``iter_content``
   decoding it): the least any client must do;
 * original: gpt4free's FakeGpt from ``g4f==0.2.0.9`` (aiohttp), if installed.
+
+Workloads (``--only``): streaming, concurrency, scale, requests, latency,
+memory, and for the async bridge under abuse: cancel (``cancel()`` to the
+server seeing the hang-up; cancelled queued calls send nothing), trickle (a
+healthy call beside streams from a server dribbling a byte every 0.5 s: a raw
+server in the emulator's process) and backpressure (peak memory with a
+consumer 10x slower than the stream, in a fresh process).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import gc
 import os
+import re
+import socket
 import statistics
 import sys
 import threading
@@ -75,6 +85,90 @@ def pin(cpu_index: int) -> None:
             pass
 
 
+class Trickle:
+    """A raw HTTP server that trickles: it answers ``POST /api/conversation``
+    with event-stream headers at once, then one byte of a never-ending event
+    every :attr:`interval` seconds, forever (no read timeout fires, no event
+    completes). Anything else gets a 404. For the bench's child process."""
+
+    interval = 0.5
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+            b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+    body = b'data: {"message": {"id": "m", "author": {"role": "assistant"}, "content": {"parts": ["'
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self.stats = {"requests": 0, "streaming": 0, "open": 0}
+        threading.Thread(target=self._accept, name="bench-trickle", daemon=True).start()
+
+    def _add(self, name: str, n: int) -> None:
+        with self._lock:
+            self.stats[name] += n
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        self._add("open", 1)
+        try:
+            with conn:
+                conn.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head)
+                while length and len(body) < int(length.group(1)):
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    body += more
+                if not head.startswith(b"POST /api/conversation"):
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    return
+                self._add("requests", 1)
+                self._add("streaming", 1)
+                try:
+                    conn.sendall(self.head)
+                    sent = 0
+                    while True:
+                        byte = self.body[sent:sent + 1] or b"x"
+                        conn.sendall(b"1\r\n%s\r\n" % byte)
+                        sent += 1
+                        if not self._pause(conn):
+                            return
+                finally:
+                    self._add("streaming", -1)
+        except OSError:
+            pass
+        finally:
+            self._add("open", -1)
+
+    def _pause(self, conn: socket.socket) -> bool:
+        """Wait one interval; False as soon as the client hangs up."""
+        conn.settimeout(self.interval)
+        try:
+            if not conn.recv(1, socket.MSG_PEEK):
+                return False
+            time.sleep(self.interval)  # the client sent something: ignore it
+        except socket.timeout:
+            pass
+        return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def serve(conn: Any) -> None:
     """Child process: run the emulators; answer commands from the bench until "stop"."""
     pin(1)
@@ -90,7 +184,18 @@ def serve(conn: Any) -> None:
 
     _http._Writer.flush = flush
     emulators = {name: Emulator(responder=responder, **options).start() for name, options in EMULATORS.items()}
-    conn.send({name: emulator.url for name, emulator in emulators.items()})
+    # When each emulator noticed a client hang up mid-stream (the handler counts
+    # a "disconnects" the moment its write or its wait between events fails).
+    hangups: Dict[str, List[float]] = {name: [] for name in emulators}
+    for name, emulator in emulators.items():
+        def count(what: str, real: Any = emulator._count, stamps: List[float] = hangups[name]) -> None:
+            if what == "disconnects":
+                stamps.append(time.monotonic())
+            real(what)
+
+        emulator._count = count  # type: ignore[method-assign,assignment]
+    trickle = Trickle()
+    conn.send({**{name: emulator.url for name, emulator in emulators.items()}, "trickle": trickle.url})
     while True:
         command, name = conn.recv()
         if command == "stop":
@@ -100,6 +205,14 @@ def serve(conn: Any) -> None:
         elif command == "flushed":
             conn.send(list(flushed))
             flushed.clear()
+        elif command == "hangups":
+            taken = hangups[name][:]
+            del hangups[name][:len(taken)]  # not a hang-up noticed meanwhile
+            conn.send(taken)
+        elif command == "trickle":
+            with trickle._lock:
+                conn.send(dict(trickle.stats))
+    trickle.close()
     for emulator in emulators.values():
         emulator.stop()
 
@@ -300,14 +413,30 @@ def scale(server: Server, sizes: Tuple[int, ...], lag_sizes: Tuple[int, ...], re
         texts = await asyncio.gather(*(FakeGpt.create_async("gpt-3.5-turbo", prompt(i)) for i in range(n)))
         assert texts == [responder(prompt(i)[0]["content"]) for i in range(n)], "a reply was wrong"
 
+    def floor_threads(n: int) -> None:
+        """The floor at the same fan-out: bare requests, a thread per call."""
+        threads = [threading.Thread(target=floor_stream, args=(server.urls["slow"], token, prompt(i)[0]["content"],
+                                                               False)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
     point(FakeGpt, server.urls["slow"])
     asyncio.run(run(1))  # log in
+    token = FakeGpt._access_token
+    FLOOR_SESSION.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=max(sizes)))  # a pool as large as ours
     logins = server.ask("counts", "slow").get("logins")
     for n, target in zip(sizes, (1.3, 2.0)):
         m = rounds({"one": lambda: wall(lambda: asyncio.run(run(1))),
-                    "many": lambda n=n: wall(lambda: asyncio.run(run(n)))}, max(1, repeat // 3))
-        row(f"{n} concurrent async calls, 20 events 50 ms apart", "wall", m["many"], "one call", m["one"], target,
-            ratio=m.ratio("many", "one"))
+                    "many": lambda n=n: wall(lambda: asyncio.run(run(n))),
+                    "floor": lambda n=n: wall(lambda: floor_threads(n))}, max(1, repeat // 3))
+        name = f"{n} concurrent async calls, 20 events 50 ms apart"
+        row(name, "wall", m["many"], "one call", m["one"], target, ratio=m.ratio("many", "one"))
+        row(f"  the floor: {n} bare requests calls, a thread each", "wall", m["floor"], "one call", m["one"],
+            kind="info", ratio=m.ratio("floor", "one"))
+        row(f"  {n} concurrent async calls against that floor", "wall", m["many"], "floor", m["floor"],
+            kind="info", ratio=m.ratio("many", "floor"))
     assert server.ask("counts", "slow").get("logins") == logins, "a call logged in again"
 
     point(FakeGpt, server.urls["lag"])
@@ -410,6 +539,279 @@ def memory(server: Server) -> None:
     row("100 KB reply as 1,000 cumulative events: peak RSS growth", "MB", growth, limit=5.0, kind="max")
 
 
+# -- cancellation, trickling servers, a slow consumer (issue 14) -------------------------------
+def percentile(values: List[float], q: float) -> float:
+    """The nearest-rank percentile (for 64 values, p99 is the largest)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)] if ordered else float("nan")
+
+
+def collect_hangups(server: Server, name: str, n: int, timeout: float = 10.0) -> List[float]:
+    """The next *n* hang-ups emulator *name* notices (fewer if *timeout* passes first)."""
+    stamps: List[float] = []
+    deadline = time.monotonic() + timeout
+    while len(stamps) < n and time.monotonic() < deadline:
+        stamps += server.ask("hangups", name)
+        if len(stamps) < n:
+            time.sleep(0.01)
+    return stamps
+
+
+def wait_counts(server: Server, name: str, predicate: Callable[[Dict[str, int]], bool],
+                timeout: float = 10.0) -> Dict[str, int]:
+    counts = server.ask("counts", name)
+    deadline = time.monotonic() + timeout
+    while not predicate(counts) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        counts = server.ask("counts", name)
+    return counts
+
+
+async def started_streams(n: int, prompt: str, provider: Any = FakeGpt) -> Tuple[List["asyncio.Task[None]"], Any]:
+    """*n* tasks each draining a ``create_async_generator`` stream, and a
+    coroutine that waits until *count* (default: every one) of them have
+    received a delta, raising what a stream that ended early raised."""
+    first = asyncio.Semaphore(0)
+
+    async def one() -> None:
+        seen = False
+        async for _ in provider.create_async_generator("gpt-3.5-turbo", [{"role": "user", "content": prompt}]):
+            if not seen:
+                seen = True
+                first.release()
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(n)]
+
+    async def all_streaming(count: int = n, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for _ in range(count):
+            while True:
+                ended = [task for task in tasks if task.done()]
+                if ended:
+                    for task in tasks:
+                        task.cancel()
+                    error = ended[0].exception()
+                    raise RuntimeError(f"{len(ended)} of {n} streams ended early: {error!r}") from error
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"fewer than {count} of {n} streams started within {timeout:g} s")
+                try:
+                    await asyncio.wait_for(first.acquire(), 0.1)
+                    break
+                except asyncio.TimeoutError:
+                    pass
+
+    return tasks, all_streaming
+
+
+def cancellation(server: Server, sizes: Tuple[int, ...], queued: int, limit: int) -> None:
+    """How fast a cancelled task hangs up, and what cancelling queued calls sends.
+
+    Hang-up: *n* ``create_async_generator`` streams at 200 events/s each (the
+    "lag" emulator, 5 ms between events: the issue's load), all mid-stream;
+    every task is cancelled in one loop (the *n* ``cancel()`` calls take well
+    under a millisecond). Each figure is the time from the *first* ``cancel()``
+    to the moment the server process noticed a hang-up, stamped there with
+    ``time.monotonic()`` (a system-wide clock) when the emulator's handler
+    counts the disconnect. The server's hang-ups cannot be matched to the
+    streams, so each is counted from the earliest cancel: an upper bound of
+    each stream's own figure. Between events the emulator waits on a
+    ``recv(MSG_PEEK)`` of the socket, so it notices a hang-up at once, not at
+    its next write: the figure is how fast the client hangs up (the loop
+    reaching each cancelled task, the bridge's hang-up thread shutting the
+    sockets down, one after the other) plus the server process's scheduling
+    (its threads share one CPU). An info row gives the same at 20 events/s ("slow").
+    """
+    async def storm(n: int, name: str) -> Tuple[float, int]:
+        tasks, all_streaming = await started_streams(n, "words 5000")  # 25 s at 200/s: all still mid-stream
+        await all_streaming()
+        await asyncio.sleep(0.2)  # the loop under its steady load
+        server.ask("hangups", name)  # forget earlier ones
+        cancelled_at = time.monotonic()
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        return cancelled_at, sum(1 for o in outcomes if not isinstance(o, asyncio.CancelledError))
+
+    # The target is at 200 events/s per stream (the issue's load); at 20
+    # events/s ("slow", 50 ms apart), for comparison: the same count, less load.
+    for i, (n, name, rate) in enumerate([(n, "lag", 200) for n in sizes] + [(sizes[0], "slow", 20)]):
+        point(FakeGpt, server.urls[name])
+        asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", [{"role": "user", "content": "words 2"}]))  # log in
+        cancelled_at, finished = asyncio.run(storm(n, name))
+        assert finished == 0, f"{finished} of {n} streams were not cancelled mid-stream"
+        stamps = collect_hangups(server, name, n)
+        # A hang-up never noticed within 10 s counts as infinitely late.
+        delays = [stamp - cancelled_at for stamp in stamps] + [float("inf")] * (n - len(stamps))
+        label = f"cancel() to hang-up seen by server, p99, {n} x {rate} ev/s"
+        row(label, "ms", percentile(delays, 0.99) * 1000, limit=50.0 if i == 0 else None,
+            kind="max" if i == 0 else "info")
+
+    # Queued calls: FakeGpt.max_concurrency=limit, *queued* calls started, the
+    # first *limit* streaming (a 200-word reply, 50 ms between words: 10 s),
+    # then all cancelled: every POST /api/conversation the server receives
+    # beyond those *limit* is a cancelled call that should have stayed unsent.
+    saved = FakeGpt.max_concurrency
+    point(FakeGpt, server.urls["slow"])
+    try:
+        FakeGpt.max_concurrency = limit
+        asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", [{"role": "user", "content": "words 2"}]))  # log in
+        base = server.ask("counts", "slow")
+
+        async def cancel_queued() -> float:
+            tasks, all_streaming = await started_streams(queued, "words 200")
+            await all_streaming(limit)
+            await asyncio.sleep(0.1)  # the others are waiting for a turn
+            started = time.perf_counter()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return time.perf_counter() - started
+
+        gathered = asyncio.run(cancel_queued())
+        counts = wait_counts(server, "slow", lambda c: c.get("disconnects", 0) >= base.get("disconnects", 0) + limit)
+        time.sleep(0.5)  # a request sent late still arrives
+        counts = server.ask("counts", "slow")
+    finally:
+        FakeGpt.max_concurrency = saved
+    sent = counts.get("conversations", 0) - base.get("conversations", 0) - limit
+    row(f"cancelling {queued - limit} queued calls (max_concurrency={limit}): POSTs", "count", sent, limit=0,
+        kind="exact")
+    row(f"cancelling {queued} calls ({limit} streaming): gather() returns after", "ms", gathered * 1000,
+        kind="info")
+
+
+def trickling(server: Server, n: int, words: int, repeat: int) -> None:
+    """One healthy call (*words* events 20 ms apart) beside *n* streams from a
+    server that trickles (a byte every 0.5 s, no event ever complete), against
+    the same call alone."""
+    trickle_url = server.urls["trickle"]
+    # The trickling server has no login: a provider class of its own, given a token.
+    Trickling: Any = type("Trickling", (FakeGpt,), {"url": trickle_url, "_access_token": "bench-trickle-token"})
+    point(FakeGpt, server.urls["tick"])
+    healthy: Any = [{"role": "user", "content": f"words {words}"}]
+    asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", healthy))  # log in
+    workers_before = set(threading.enumerate())
+
+    def trickle_stats(predicate: Callable[[Dict[str, int]], bool], timeout: float = 10.0) -> Dict[str, int]:
+        stats = server.ask("trickle")
+        deadline = time.monotonic() + timeout
+        while not predicate(stats) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            stats = server.ask("trickle")
+        return stats
+
+    async def call() -> float:
+        started = time.perf_counter()
+        text = await FakeGpt.create_async("gpt-3.5-turbo", healthy)
+        assert text == responder(healthy[0]["content"]), "the healthy reply was wrong"
+        return time.perf_counter() - started
+
+    async def beside() -> float:
+        tasks = [asyncio.ensure_future(drain(Trickling.create_async_generator(
+            "gpt-3.5-turbo", [{"role": "user", "content": f"trickle {i}"}]))) for i in range(n)]
+        deadline = time.monotonic() + 30
+        while server.ask("trickle")["streaming"] < n:  # every one connected and trickling
+            assert time.monotonic() < deadline, "the trickling streams did not all start"
+            assert not any(task.done() for task in tasks), [t.exception() for t in tasks if t.done()]
+            await asyncio.sleep(0.01)
+        try:
+            return await call()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def round_beside() -> float:
+        elapsed = asyncio.run(beside())
+        trickle_stats(lambda s: s["streaming"] == 0)  # all hung up before the next round
+        return elapsed
+
+    m = rounds({"alone": lambda: asyncio.run(call()), "beside": round_beside}, max(1, repeat // 3))
+    row(f"1 healthy async call beside {n} trickling streams", "wall", m["beside"], "alone", m["alone"], 1.2,
+        ratio=m.ratio("beside", "alone"))
+    left = trickle_stats(lambda s: s["open"] == 0, timeout=2.0)["open"]
+    row(f"{n} trickling streams cancelled: connections left open", "count", left, limit=0, kind="exact")
+    workers = [t for t in threading.enumerate() if t not in workers_before and t.name.startswith("fakegpt-worker")]
+    deadline = time.monotonic() + 2.0
+    for thread in workers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    row(f"{n} trickling streams cancelled: worker threads left", "count",
+        sum(1 for t in workers if t.is_alive()), limit=0, kind="exact")
+
+
+def backpressure_child(url: str, words: int, pace: float, conn: Any) -> None:
+    """A fresh process: peak RSS growth while a ``create_async_generator``
+    stream of *words* deltas (format B, one word each) is consumed, *pace*
+    seconds per delta (0: at full speed), and how long the consumption took."""
+    point(FakeGpt, url)
+    asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", [{"role": "user", "content": "words 2000"}]))  # log in, warm up
+    gc.collect()
+    before = peak = rss()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.0002):
+            peak = max(peak, rss())
+
+    async def consume() -> int:
+        # asyncio cannot sleep less than about a millisecond: the consumer owes
+        # *pace* per delta and sleeps off what it owes once that reaches 1 ms;
+        # its rate is the same as sleeping *pace* after every delta.
+        count, owed = 0, 0.0
+        async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", [{"role": "user", "content": f"words {words}"}]):
+            count += 1
+            owed += pace
+            if owed >= 0.001:
+                slept = time.perf_counter()
+                await asyncio.sleep(owed)
+                owed -= time.perf_counter() - slept
+        return count
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    count = asyncio.run(consume())
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    peak = max(peak, rss())
+    conn.send(((peak - before) / 2**20, count, elapsed))
+
+
+def backpressure(server: Server, words: int) -> None:
+    """Peak memory with a consumer 10x slower than the stream.
+
+    The "v1" emulator streams format B (one word per event) as fast as it is
+    read; the stream's per-event interval is measured (a fresh process reading
+    the same reply at full speed), then another fresh process consumes it
+    sleeping 10x that interval per delta. Both report their peak RSS growth,
+    which includes what the stream itself keeps (``Stream.text``: the text
+    delivered so far, in runs of 256 deltas joined into one string): the
+    full-speed row shows that part, the difference is what a slow consumer adds.
+    """
+    if not os.path.exists("/proc/self/statm"):
+        print("backpressure: /proc/self/statm is missing (not Linux): skipped")
+        return
+    context = multiprocessing.get_context("spawn")
+
+    def run_child(pace: float) -> Tuple[float, float]:
+        parent, child = context.Pipe()
+        process = context.Process(target=backpressure_child, args=(server.urls["v1"], words, pace, child))
+        process.start()
+        growth, count, elapsed = parent.recv()
+        process.join(30)
+        assert count == words, (count, words)
+        return growth, elapsed
+
+    fast_growth, fast = run_child(0.0)
+    slow_growth, slow = run_child(10 * fast / words)
+    name = f"{words}-delta reply, consumer 10x slower"
+    row(f"{name}: peak RSS growth", "MB", slow_growth, limit=2.0, kind="max")
+    row(f"{words}-delta reply, read at full speed: peak RSS growth", "MB", fast_growth, kind="info")
+    row(f"{name}: its time", "wall", slow, "full speed", fast, kind="info", ratio=slow / fast)
+
+
 # -- the report --------------------------------------------------------------------------------
 def report(check: bool) -> int:
     missed = 0
@@ -441,7 +843,8 @@ def report(check: bool) -> int:
     return 1 if missed else 0
 
 
-WORKLOADS = ("streaming", "concurrency", "scale", "requests", "latency", "memory")
+WORKLOADS = ("streaming", "concurrency", "scale", "requests", "latency", "memory", "cancel", "trickle",
+             "backpressure")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -471,6 +874,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             latency(server, tick_events)
         if "memory" in chosen and not args.smoke:
             memory(server)
+        if "cancel" in chosen:
+            cancellation(server, (8,) if args.smoke else (64,), 16 if args.smoke else 64, 4 if args.smoke else 8)
+        if "trickle" in chosen:
+            trickling(server, 8 if args.smoke else 64, 5 if args.smoke else 20, repeat)
+        if "backpressure" in chosen:
+            backpressure(server, 2000 if args.smoke else 30000)
     print(f"fakegpt {fakegpt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{repeat} round(s), {time.perf_counter() - started:.0f} s"
           + ("" if original is not None else "; g4f not installed: no 'original' rows"))
