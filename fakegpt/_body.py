@@ -1,8 +1,8 @@
 """The bytes of a streamed body, as they arrive, through urllib3's public API.
 
 * A chunked body (what event-stream servers send, flushing each event as
-  one chunk): ``HTTPResponse.read_chunked()``, one HTTP chunk as soon as it
-  is complete: the path ``requests``' own ``iter_content`` takes, and the
+  one chunk): ``HTTPResponse.read_chunked(READ_SIZE)``, one HTTP chunk as
+  soon as it is complete (a chunk larger than ``READ_SIZE`` in pieces): the path ``requests``' own ``iter_content`` takes, and the
   cheapest public one (``read1`` costs about 1.5x the CPU on a fast
   stream: a call per piece of a chunk, not per chunk). Events inside one
   chunk wait for its end; a chunk cut short is lost with the connection.
@@ -64,7 +64,10 @@ class Body:
         # (decoder, buffer) costs as much per read as the rest of the read.
         encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
         if self.chunked:
-            self.read = functools.partial(next, raw.read_chunked(decode_content=encoded), b"")
+            # At most READ_SIZE bytes of a chunk per read: a chunk declared a
+            # gigabyte long must not be read whole into memory (an event's
+            # chunk is smaller and costs one read, as with no bound).
+            self.read = functools.partial(next, raw.read_chunked(READ_SIZE, decode_content=encoded), b"")
         elif read1 is not None:
             self.read = functools.partial(read1, READ_SIZE, decode_content=encoded)
         else:

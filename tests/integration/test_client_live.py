@@ -126,6 +126,19 @@ def test_abort_from_another_thread_interrupts_a_blocked_read(fakegpt_emulator, c
     assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
 
 
+def test_a_chunk_declared_a_gigabyte_long_is_read_in_bounded_pieces():
+    # The SSE bound (a line of 16 MiB) must fire while the chunk is still
+    # arriving, not after a gigabyte was buffered (or the read timed out).
+    line = b"data: " + b"x" * (17 << 20)
+    server = RawServer([HEAD, b"40000000\r\n", line, 5.0])
+    try:
+        with fakegpt.Client(server.url, access_token="t", timeout=(5, 3), max_retries=0) as client:
+            with pytest.raises(fakegpt.StreamError, match="a line of the event stream is larger than"):
+                client.complete(MESSAGES)
+    finally:
+        server.close()
+
+
 def test_abort_without_hang_up_only_marks_and_the_reader_closes_the_connection():
     with Emulator(delay=0.05) as emulator, client_for(emulator) as client:
         stream = client.stream(MESSAGES)
