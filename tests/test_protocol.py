@@ -194,6 +194,15 @@ def test_unreadable_event_is_a_stream_error():
         decode(b"data: {not json\n\n")
     with pytest.raises(StreamError, match="unreadable event"):
         decode(b"data: \xff\xfe\n\n")
+    for extra in (b'data: {"v": "a"} junk\n\n', b'data: {"v": "a"}{"v": "b"}\n\n', b'data: {"v": "a"}\x0c\x0c.\n\n'):
+        with pytest.raises(StreamError, match="unreadable event") as info:
+            decode(extra)
+        assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_json_white_space_after_an_event_object_is_allowed():
+    deltas, _ = decode(envelope("assistant", "Hi")[:-2] + b"\ndata:\n\n")  # the data is the object and "\n"
+    assert deltas == ["Hi"]
 
 
 def test_resume_yields_only_what_a_continuation_adds():
