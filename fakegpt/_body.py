@@ -78,6 +78,20 @@ class Body:
         """The urllib3 connection the body arrives on (``None`` once released)."""
         return getattr(self._raw, "connection", None)
 
+    def untimed_reads(self) -> None:
+        """Let the socket block without a timeout from now on, for a caller
+        that times the reads itself (:mod:`fakegpt._watchdog` ends a call
+        that goes a read timeout without a complete event, which covers a
+        stall too). Python polls before every read of a socket that has a
+        timeout: a system call more per read, about 4% of the CPU of a large
+        stream. urllib3 sets the timeout again when the connection is next used."""
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.settimeout(None)
+            except OSError:  # closed already: the next read says so
+                pass
+
     def drain(self) -> bool:
         """After ``[DONE]``: read what is left of the body if it comes within
         :data:`DRAIN_GRACE`, so the connection can serve the next call.

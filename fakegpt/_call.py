@@ -145,7 +145,8 @@ class Call:
             return f"the call took longer than its deadline ({engine.deadline:g} s)"
         progress = self.progress_at
         if engine.event_timeout is not None and progress is not None and now - progress > engine.event_timeout:
-            return (f"no complete event arrived for {engine.event_timeout:g} s (the server is sending too slowly)")
+            return (f"the stream stalled: no complete event arrived for {engine.event_timeout:g} s, "
+                    "the read timeout (the connection was dropped)")
         return None
 
     def expire(self, reason: str) -> None:
@@ -180,6 +181,10 @@ class Call:
             reader, deltas, first = opened
             del opened
             if first is not None:
+                if self._engine.event_timeout is not None:
+                    # Past the first delta nothing is retried, and the watchdog
+                    # times each event: the socket's own timeout is not needed.
+                    reader.body.untimed_reads()
                 yield first
                 yield from deltas
             if require_text and not reader.decoder.parts and not self.aborted:

@@ -44,6 +44,8 @@ class ReplyReader:
                     if control.aborted:
                         return
                     if control.expired is not None:
+                        if decoder.finished:
+                            return  # the reply is complete; only [DONE] never came
                         raise APITimeoutError(control.expired) from None
                     failure = body_error(error)
                     if decoder.finished and isinstance(failure, APITimeoutError):

@@ -214,6 +214,26 @@ def test_stall_mid_stream_is_a_timeout_and_is_not_retried(fakegpt_emulator):
     assert fakegpt_emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
 
 
+def test_past_the_first_delta_the_watchdog_times_the_reads_and_the_next_call_gets_its_timeout_back(
+        fakegpt_emulator):
+    with client_for(fakegpt_emulator, timeout=(5, 0.3)) as client:
+        stream = client.stream(MESSAGES)
+        received = [next(stream)]
+        sock = stream._call._body.connection.sock
+        # Nothing is retried past the first delta and the watchdog ends a call
+        # with no complete event within the read timeout: the socket blocks
+        # (no poll() before each read).
+        assert sock.gettimeout() is None
+        received += list(stream)
+        assert "".join(received) == EXPECTED
+        # The same pooled connection serves the next call with the read timeout
+        # set again: a stall before any text is a socket timeout, retried.
+        fakegpt_emulator.stream_fault("stall", after_words=0)
+        assert client.complete(MESSAGES) == EXPECTED
+        assert len(client.waits) == 1
+    assert fakegpt_emulator.counts["conversations"] == 3
+
+
 def test_stall_before_any_text_is_retried(fakegpt_emulator):
     with client_for(fakegpt_emulator, timeout=(5, 0.3)) as client:
         fakegpt_emulator.stream_fault("stall", after_words=0)
