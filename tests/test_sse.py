@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fakegpt._sse import SSEDecoder
+from fakegpt.exceptions import StreamError
 
 NEWLINES = [b"\n", b"\r\n", b"\r"]
 
@@ -178,6 +179,29 @@ def test_decoder_matches_a_reference_parser_on_any_stream(lines, newline, cuts, 
     points = sorted({min(c, len(body)) for c in cuts + ends})
     pieces = [body[a:b] for a, b in zip([0] + points, points + [len(body)])]
     assert feed_all(pieces) == reference_parse(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(st.lists(_line, min_size=1, max_size=4), max_size=12), newline=st.sampled_from(NEWLINES))
+def test_events_flushed_a_chunk_each_decode_as_the_reference_says(events, newline):
+    # The shape servers send (each event flushed as one chunk) has a fast path
+    # of its own: it must agree with the general one, and with the reference.
+    chunks = [b"".join(line + newline for line in lines) + newline for lines in events]
+    body = b"".join(chunks)
+    expected = reference_parse(body)
+    assert feed_all(chunks) == expected
+    assert feed_all([body[i:i + 1] for i in range(len(body))]) == expected
+
+
+def test_whole_event_chunks_keep_their_names_spaces_and_bounds():
+    chunks = [b"data: 1\n\n", b"event: delta\ndata: 2 \t\n\n", b"event:ping\ndata: 3\n\n", b"event: x\n",
+              b"data: 4\n\n", b"data: 5\n\n", b"event: odd name \ndata: 6\n\n", b"data: \n\n"]
+    assert feed_all(chunks) == [("message", b"1"), ("delta", b"2"), ("ping", b"3"), ("x", b"4"), ("message", b"5"),
+                                ("odd name", b"6"), ("message", b"")]
+    decoder = SSEDecoder(max_event=4)
+    assert decoder.feed(b"data: 1234\n\n") == [("message", b"1234")]
+    with pytest.raises(StreamError, match="an event of the event stream is larger than 4 bytes"):
+        decoder.feed(b"event: delta\ndata: 12345\n\n")
 
 
 def test_an_event_line_and_its_data_in_separate_reads():
