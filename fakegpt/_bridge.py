@@ -13,7 +13,9 @@ it receives:
 * *slow* (the start, and whenever deltas come one at a time): each delta
   wakes a waiting loop at once, so a slow stream delivers each delta as it
   arrives;
-* *fast* (the last batch held several deltas): deltas are not announced;
+* *fast* (the last batch held several deltas, or came within
+  :data:`FAST_GAP` of the one before: a stream whose deltas each wake the
+  loop the moment it waits again is fast too): deltas are not announced;
   the waiting loop collects them on a timer, :data:`MAX_BATCH_AGE` (5 ms)
   at most after they came, or at once when :data:`MAX_BATCH` are queued.
   A timer that finds nothing puts the channel back in slow mode.
@@ -47,13 +49,16 @@ import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 __all__ = [
-    "Channel", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "hang_up_soon", "pump", "start_worker",
+    "Channel", "FAST_GAP", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "hang_up_soon", "pump",
+    "start_worker",
 ]
 
 #: In fast mode, a delta waits at most this long (seconds) for the loop.
 MAX_BATCH_AGE = 0.005
 #: ... or until this many deltas are queued.
-MAX_BATCH = 128
+MAX_BATCH = 224
+#: A batch taken this soon (seconds) after the one before puts the channel in fast mode.
+FAST_GAP = 0.001
 #: The worker stops reading while this many deltas wait for the loop ...
 MAX_BUFFER = 256
 #: ... or this much text (characters).
@@ -123,6 +128,7 @@ class Channel:
         self._error: Optional[BaseException] = None
         self._waiter: "Optional[asyncio.Future[None]]" = None
         self._wake_pending = False
+        self._last_batch = float("-inf")  # when the loop last took a batch (loop time)
         #: Set by the loop's side: deltas come in bursts, collect them on a timer.
         self.fast = False
         self.abandoned = False  # the receiving side has gone away
@@ -135,21 +141,31 @@ class Channel:
             self.abandon()
             return False
         with self._lock:
-            while not self.abandoned and (len(self._items) >= MAX_BUFFER or self._chars >= MAX_BUFFER_BYTES):
-                wake = self._wake_needed()
-                if wake:
-                    self._lock.release()
-                    try:
-                        self._wake()
-                    finally:
-                        self._lock.acquire()
-                self._room.wait(0.25)
-            if self.abandoned:
-                return False
-            self._items.append(item)
+            items = self._items
+            if len(items) >= MAX_BUFFER or self._chars >= MAX_BUFFER_BYTES or self.abandoned:
+                if not self._wait_for_room():
+                    return False
+                items = self._items
+            items.append(item)
             self._chars += len(item)
-            wake = (not self.fast or len(self._items) >= MAX_BATCH) and self._wake_needed()
-        return self._wake() if wake else True
+            if self._waiter is None or self._wake_pending or (self.fast and len(items) < MAX_BATCH):
+                return True
+            self._wake_pending = True
+        return self._wake()
+
+    def _wait_for_room(self) -> bool:
+        """With the lock held: wait until the buffer has room; False once abandoned."""
+        while not self.abandoned and (len(self._items) >= MAX_BUFFER or self._chars >= MAX_BUFFER_BYTES):
+            if self._wake_needed():
+                self._lock.release()
+                try:
+                    self._wake()
+                finally:
+                    self._lock.acquire()
+            self._room.wait(0.25)
+            if self._loop.is_closed():
+                self.abandoned = True
+        return not self.abandoned
 
     def close(self, error: Optional[BaseException] = None) -> None:
         """No more items; *error* is raised on the loop after the queued items."""
@@ -192,7 +208,9 @@ class Channel:
             with self._lock:
                 if self._items or self._closed:
                     items, self._items, self._chars = self._items, [], 0
-                    self.fast = len(items) > 1
+                    now = self._loop.time()
+                    self.fast = len(items) > 1 or now - self._last_batch < FAST_GAP
+                    self._last_batch = now
                     self._room.notify_all()
                     return items, self._closed, self._error
                 waiter = self._waiter = self._loop.create_future()

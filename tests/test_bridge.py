@@ -98,6 +98,53 @@ def test_fast_mode_collects_a_held_item_on_its_timer_without_a_wake_up():
     assert batches[0] == ["a", "b"] and [x for b in batches for x in b] == ["a", "b", "c"]
 
 
+def singletons_then_mode(monkeypatch, fast_gap):
+    """Three items, each put alone while the loop waits; the channel's mode after each batch."""
+    monkeypatch.setattr(_bridge, "FAST_GAP", fast_gap)
+    modes = []
+
+    def waiting_anew(channel):  # the loop took everything and waits again
+        deadline = time.monotonic() + 10
+        while channel._waiter is None or channel._wake_pending or channel._items:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+    def produce(channel):
+        for item in "abc":
+            waiting_anew(channel)
+            channel.put(item)
+        waiting_anew(channel)
+        channel.close()
+
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        thread = threading.Thread(target=produce, args=(channel,))
+        thread.start()
+        received = []
+        while True:
+            items, closed, _ = await channel.get()
+            received.extend(items)
+            modes.append(channel.fast)
+            if closed:
+                break
+        thread.join()
+        return received
+
+    assert asyncio.run(main()) == ["a", "b", "c"]
+    return modes
+
+
+def test_single_items_that_follow_each_other_closely_switch_to_fast_mode(monkeypatch):
+    # Every batch holds one item, but each comes within FAST_GAP of the one
+    # before: waking the loop per item would cost a GIL hand-off per delta.
+    modes = singletons_then_mode(monkeypatch, fast_gap=3600.0)
+    assert modes[0] is False and all(modes[1:3])
+
+
+def test_single_items_further_apart_than_the_gap_stay_in_slow_mode(monkeypatch):
+    assert singletons_then_mode(monkeypatch, fast_gap=0.0)[:3] == [False, False, False]
+
+
 def test_a_timer_that_finds_nothing_returns_to_slow_mode():
     async def main():
         channel = Channel(asyncio.get_running_loop())
