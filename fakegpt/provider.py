@@ -98,21 +98,23 @@ class FakeGpt(ProviderHooks):
                 channel = Channel(loop)
                 start_worker(pump, stream.deltas(), channel)  # the worker closes the stream when done
                 started = True
+                ended = False  # the worker reached the stream's end (or its error) and closes it itself
                 try:
                     while True:
-                        batch, closed, error = await channel.get()
+                        batch, ended, error = await channel.get()
                         for delta in batch:
                             yield delta
                         if error is not None:
                             raise error
-                        if closed:
+                        if ended:
                             return
                 finally:
-                    channel.abandon()
-                    # No delta more, at once; the socket is shut down off the loop
-                    # (a storm of cancels must not have the loop wait on each one).
-                    stream.abort(hang_up=False)
-                    hang_up_soon(stream.abort)
+                    if not ended:  # left early: break, aclose(), cancellation, a consumer's error
+                        channel.abandon()
+                        # No delta more, at once; the socket is shut down off the loop
+                        # (a storm of cancels must not have the loop wait on each one).
+                        stream.abort(hang_up=False)
+                        hang_up_soon(stream.abort)
         finally:
             if not started:  # cancelled while waiting for a turn: nothing was sent
                 stream.close()

@@ -352,3 +352,27 @@ def test_a_cancel_storm_hangs_up_every_stream_from_the_hang_up_thread(slow):
     hangers = [t for t in threading.enumerate() if t.name == "fakegpt-hang-up"]
     assert len(hangers) == 1 and hangers[0].daemon
     assert slow.wait_until(lambda e: e.open_connections == 0, timeout=5)
+
+
+def test_a_call_that_ran_to_its_end_asks_no_hang_up_and_keeps_its_connection(emulator, monkeypatch):
+    # The worker reached the end and closed the stream itself: nothing to hang
+    # up (an abort per finished call was a thread wake-up each, at 1,000 calls).
+    asked = []
+    real = provider_module.hang_up_soon
+    monkeypatch.setattr(provider_module, "hang_up_soon", lambda hang_up: (asked.append(hang_up), real(hang_up)))
+
+    async def main():
+        first = await FakeGpt.create_async("gpt-3.5-turbo", HI)
+        second = "".join([delta async for delta in FakeGpt.create_async_generator("gpt-3.5-turbo", HI)])
+        return first, second
+
+    assert asyncio.run(main()) == (default_responder("Hi"), default_responder("Hi"))
+    assert asked == []
+    assert emulator.counts["disconnects"] == 0 and emulator.counts["connections"] == 1  # reused, never cut
+
+    async def leave_early():
+        async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
+            break
+
+    asyncio.run(leave_early())
+    assert len(asked) == 1  # leaving early still hangs up
