@@ -56,11 +56,11 @@ __all__ = [
 #: In fast mode, a delta waits at most this long (seconds) for the loop.
 MAX_BATCH_AGE = 0.005
 #: ... or until this many deltas are queued.
-MAX_BATCH = 224
+MAX_BATCH = 448
 #: A batch taken this soon (seconds) after the one before puts the channel in fast mode.
 FAST_GAP = 0.001
 #: The worker stops reading while this many deltas wait for the loop ...
-MAX_BUFFER = 256
+MAX_BUFFER = 512
 #: ... or this much text (characters).
 MAX_BUFFER_BYTES = 256 * 1024
 
