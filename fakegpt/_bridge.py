@@ -34,8 +34,9 @@ The loop only marks the stream aborted (no delta more, at once) and
 :func:`hang_up_soon` has one daemon thread shut the sockets down.
 
 **Threads.** :func:`start_worker` runs each stream in a daemon thread of
-its own: no shared pool that a few stalled servers could exhaust, and no
-thread that keeps the interpreter from exiting. How many run at once is
+its own, started by one spawner thread so the loop never waits for it: no
+shared pool that a few stalled servers could exhaust, and no thread that
+keeps the interpreter from exiting. How many run at once is
 bounded per event loop, on the loop (see :class:`fakegpt.FakeGpt`).
 """
 from __future__ import annotations
@@ -101,18 +102,56 @@ def _hang_up_forever() -> None:
         del hang_up
 
 
-def start_worker(target: Callable[..., None], *args: Any) -> threading.Thread:
-    """Run ``target(*args)`` in a new daemon thread (``fakegpt-worker-N``).
+def start_worker(target: Callable[..., None], *args: Any,
+                 on_failure: Callable[[BaseException], None]) -> None:
+    """Run ``target(*args)`` soon in a new daemon thread (``fakegpt-worker-N``);
+    returns at once. If no thread can be started, ``on_failure(error)`` is
+    called instead (on the spawner thread).
 
     A thread per active stream, not a pool: one slow or stalled server
     cannot hold up every other call of the process, and a daemon thread
     never keeps the interpreter from exiting (at exit, every open call is
     hung up, so a blocked read returns at once).
+
+    The thread is started by the spawner thread, not here: ``Thread.start()``
+    waits for the new thread to run, and an event loop starting hundreds of
+    streams while the earlier ones are busy waited for the GIL once per
+    stream (256 streams at once stalled the loop for about two seconds).
     """
     _start_hanger()  # now, not when the first stream is cancelled: that may be at interpreter exit
-    thread = threading.Thread(target=target, args=args, name=f"fakegpt-worker-{next(_worker_ids)}", daemon=True)
-    thread.start()
-    return thread
+    _spawns.put((target, args, on_failure))
+    _start_spawner()
+
+
+Job = Tuple[Callable[..., None], Tuple[Any, ...], Callable[[BaseException], None]]
+_spawns: "queue.SimpleQueue[Job]" = queue.SimpleQueue()
+_spawner: Optional[threading.Thread] = None
+
+
+def _start_spawner() -> None:
+    global _spawner
+    if _spawner is None or not _spawner.is_alive():
+        with _hanger_lock:
+            if _spawner is None or not _spawner.is_alive():
+                _spawner = threading.Thread(target=_spawn_forever, name="fakegpt-spawner", daemon=True)
+                _spawner.start()
+
+
+def _new_worker(target: Callable[..., None], args: Tuple[Any, ...]) -> threading.Thread:
+    return threading.Thread(target=target, args=args, name=f"fakegpt-worker-{next(_worker_ids)}", daemon=True)
+
+
+def _spawn_forever() -> None:
+    while True:
+        target, args, on_failure = _spawns.get()
+        try:
+            _new_worker(target, args).start()
+        except Exception as error:  # noqa: BLE001 - e.g. "can't start new thread": the caller hears of it
+            try:
+                on_failure(error)
+            except Exception:  # noqa: BLE001 - one failure must not stop the other calls' workers
+                logger.debug("reporting a failed worker start failed", exc_info=True)
+        del target, args, on_failure
 
 
 class Channel:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import functools
 import logging
 import threading
 import weakref
@@ -39,6 +40,7 @@ from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.u
 from ._g4f import ProviderHooks
 from ._stream import Stream
 from .client import Client
+from .exceptions import FakeGptError
 
 __all__ = ["FakeGpt"]
 
@@ -96,7 +98,8 @@ class FakeGpt(ProviderHooks):
         try:
             async with _turns(loop, cls.max_concurrency):
                 channel = Channel(loop)
-                start_worker(pump, stream.deltas(), channel)  # the worker closes the stream when done
+                start_worker(pump, stream.deltas(), channel,  # the worker closes the stream when done
+                             on_failure=functools.partial(_no_worker, stream, channel))
                 started = True
                 ended = False  # the worker reached the stream's end (or its error) and closes it itself
                 try:
@@ -175,6 +178,14 @@ class FakeGpt(ProviderHooks):
                 cls._access_token = cls._told_token = token
                 cls._token_url = client.base_url
             cls._cookie_jar = client.cookies
+
+
+def _no_worker(stream: "_ProviderStream", channel: Channel, error: BaseException) -> None:
+    """No worker thread could be started for *stream*: end the call with a fakegpt error."""
+    stream.close()
+    failure = FakeGptError(f"could not start a worker thread for the stream: {error}")
+    failure.__cause__ = error
+    channel.close(failure)
 
 
 _loop_turns: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, asyncio.Semaphore]]" = (

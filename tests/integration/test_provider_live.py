@@ -354,25 +354,77 @@ def test_a_cancel_storm_hangs_up_every_stream_from_the_hang_up_thread(slow):
     assert slow.wait_until(lambda e: e.open_connections == 0, timeout=5)
 
 
-def test_a_call_that_ran_to_its_end_asks_no_hang_up_and_keeps_its_connection(emulator, monkeypatch):
-    # The worker reached the end and closed the stream itself: nothing to hang
-    # up (an abort per finished call was a thread wake-up each, at 1,000 calls).
+@pytest.fixture
+def hang_ups_asked(monkeypatch):
+    """The hang-ups create_async_generator asks the hang-up thread for."""
     asked = []
     real = provider_module.hang_up_soon
     monkeypatch.setattr(provider_module, "hang_up_soon", lambda hang_up: (asked.append(hang_up), real(hang_up)))
+    return asked
 
+
+def test_a_call_that_ran_to_its_end_asks_no_hang_up_and_keeps_its_connection(emulator, hang_ups_asked):
+    # The worker reached the end and closed the stream itself: nothing to hang
+    # up (an abort per finished call was a thread wake-up each, at 1,000 calls).
     async def main():
         first = await FakeGpt.create_async("gpt-3.5-turbo", HI)
         second = "".join([delta async for delta in FakeGpt.create_async_generator("gpt-3.5-turbo", HI)])
         return first, second
 
     assert asyncio.run(main()) == (default_responder("Hi"), default_responder("Hi"))
-    assert asked == []
+    assert hang_ups_asked == []
     assert emulator.counts["disconnects"] == 0 and emulator.counts["connections"] == 1  # reused, never cut
 
-    async def leave_early():
+
+def test_leaving_a_stream_early_asks_one_hang_up(slow, hang_ups_asked, pump_finished):
+    async def main():
         async for _ in FakeGpt.create_async_generator("gpt-3.5-turbo", HI):
             break
+        return time.monotonic()
 
-    asyncio.run(leave_early())
-    assert len(asked) == 1  # leaving early still hangs up
+    assert_hung_up(slow, pump_finished, asyncio.run(main()))
+    assert len(hang_ups_asked) == 1
+
+
+def test_a_call_cancelled_before_its_worker_thread_runs_sends_nothing(emulator, monkeypatch):
+    # Worker threads are started by the spawner thread, so a call can be
+    # cancelled after it got its turn but before its worker ran.
+    asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI))  # log in
+    posts = emulator.counts["conversations"]
+    held = []
+    monkeypatch.setattr(provider_module, "start_worker",
+                        lambda target, *args, on_failure: held.append((target, args)))
+
+    async def main():
+        task = asyncio.ensure_future(FakeGpt.create_async("gpt-3.5-turbo", HI))
+        while not held:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (target, args), = held
+    worker = threading.Thread(target=target, args=args)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert emulator.counts["conversations"] == posts and emulator.open_connections <= 1
+
+
+def test_a_worker_thread_that_cannot_start_fails_the_call_with_a_fakegpt_error(emulator, monkeypatch):
+    asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI))  # log in
+    posts = emulator.counts["conversations"]
+
+    class NoThread:
+        def start(self):
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_bridge, "_new_worker", lambda target, args: NoThread())
+    with pytest.raises(fakegpt.FakeGptError) as caught:
+        asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI))
+    assert str(caught.value) == "could not start a worker thread for the stream: can't start new thread"
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert emulator.counts["conversations"] == posts  # nothing was sent
+    monkeypatch.undo()  # the spawner is still there for the next call
+    assert asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI)) == default_responder("Hi")
