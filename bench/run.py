@@ -23,7 +23,9 @@ memory, and for the async bridge under abuse: cancel (``cancel()`` to the
 server seeing the hang-up; cancelled queued calls send nothing), trickle (a
 healthy call beside streams from a server dribbling a byte every 0.5 s: a raw
 server in the emulator's process) and backpressure (peak memory with a
-consumer 10x slower than the stream, in a fresh process).
+consumer 10x slower than the stream, in a fresh process); and hangup
+(``abort()`` and ``break`` to the server seeing the hang-up, direct, over
+TLS, and through CONNECT, https and SOCKS5 proxies).
 """
 from __future__ import annotations
 
@@ -814,6 +816,77 @@ def backpressure(server: Server, words: int) -> None:
 
 
 # -- the report --------------------------------------------------------------------------------
+def hangup(server: Server, samples: int) -> None:
+    """``abort()`` and ``break`` to the server seeing the hang-up, on every kind
+    of connection: direct, TLS (a self-signed CA), an HTTP CONNECT proxy, an
+    https proxy (TLS in TLS) and SOCKS5. The TLS front and the proxies run
+    in this process (tests/netkit.py); the server is the slow emulator."""
+    try:
+        import socks  # noqa: F401 - PySocks, for requests' SOCKS support
+        import trustme
+        from tests.netkit import ConnectProxy, Socks5Proxy, TlsFront
+    except ImportError as missing:  # the test extra brings them
+        print(f"hangup: skipped ({missing})", file=sys.stderr)
+        return
+    import contextlib
+    import ssl
+    import tempfile
+
+    url = server.urls["slow"]
+    port = int(url.rsplit(":", 1)[1])
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    prompt = [{"role": "user", "content": "words 60"}]  # 3 s at 50 ms a word: never ends by itself here
+
+    def one(client: fakegpt.Client, how: str) -> float:
+        """Read 3 deltas, leave (from another thread while the reader blocks,
+        for abort; between deltas, as a for loop's break does, for close)."""
+        stream = client.stream(prompt)
+        for _ in range(3):
+            next(stream)
+        server.ask("hangups", "slow")  # forget any earlier one
+        if how == "abort":
+            reader = threading.Thread(target=lambda: list(stream))
+            reader.start()
+            time.sleep(0.02)  # the reader is blocked on the socket
+            started = time.monotonic()
+            stream.abort()
+            reader.join(10)
+        else:
+            started = time.monotonic()
+            stream.close()
+        stamps = collect_hangups(server, "slow", 1, timeout=5.0)
+        return (stamps[0] - started) if stamps else math.inf
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        bundle = os.path.join(tmp, "ca.pem")
+        ca.cert_pem.write_to_path(bundle)
+        tls = stack.enter_context(TlsFront(("127.0.0.1", port), context))
+        connect = stack.enter_context(ConnectProxy())
+        https_proxy = stack.enter_context(ConnectProxy(context))
+        socks5 = stack.enter_context(Socks5Proxy())
+        saved = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = bundle  # as a user trusts a private CA
+        try:
+            kinds = {"direct": fakegpt.Client(url), "TLS": fakegpt.Client(tls.url),
+                     "CONNECT proxy": fakegpt.Client(tls.url, proxy=connect.url),
+                     "https proxy": fakegpt.Client(tls.url, proxy=https_proxy.url),
+                     "SOCKS5 proxy": fakegpt.Client(url, proxy=socks5.url)}
+            for kind, client in kinds.items():
+                with client:
+                    client.complete([{"role": "user", "content": "words 1"}])  # log in
+                    for how, label in (("abort", "abort()"), ("close", "break")):
+                        worst = max(one(client, how) for _ in range(samples))
+                        row(f"{label} to hang-up seen by server, {kind}, worst of {samples}", "ms", worst * 1000,
+                            limit=100.0, kind="max")
+        finally:
+            if saved is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = saved
+
+
 def report(check: bool) -> int:
     missed = 0
     print(f"{'workload':58} {'fakegpt':>10} {'baseline':>21} {'ratio':>7} {'target':>9}  ok")
@@ -845,7 +918,7 @@ def report(check: bool) -> int:
 
 
 WORKLOADS = ("streaming", "concurrency", "scale", "requests", "latency", "memory", "cancel", "trickle",
-             "backpressure")
+             "backpressure", "hangup")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -881,6 +954,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             trickling(server, 8 if args.smoke else 64, 5 if args.smoke else 20, repeat)
         if "backpressure" in chosen:
             backpressure(server, 2000 if args.smoke else 30000)
+        if "hangup" in chosen:
+            hangup(server, 1 if args.smoke else 5)
     print(f"fakegpt {fakegpt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{repeat} round(s), {time.perf_counter() - started:.0f} s"
           + ("" if original is not None else "; g4f not installed: no 'original' rows"))

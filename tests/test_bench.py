@@ -13,7 +13,9 @@ def test_bench_smoke_run_prints_every_row():
     out = done.stdout
     for row in ("cumulative events, Client.stream", "format B, Client.stream", "create_async_generator",
                 "concurrent async calls", "cold call: HTTP requests", "warm call: HTTP requests",
-                "warm call: new TCP connections", "per-event latency, chunked", "per-event latency, close-delimited"):
+                "warm call: new TCP connections", "per-event latency, chunked", "per-event latency, close-delimited",
+                "event-loop lag max", "abort() to hang-up seen by server, https proxy",
+                "break to hang-up seen by server, SOCKS5 proxy"):
         assert row in out, row
     assert "original" in out  # g4f is a test dependency: the original client is measured too
     assert "targets are not checked" in out
