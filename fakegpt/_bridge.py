@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import queue
 import sys
 import threading
@@ -106,7 +107,7 @@ def start_worker(target: Callable[..., None], *args: Any,
                  on_failure: Callable[[BaseException], None]) -> None:
     """Run ``target(*args)`` soon in a new daemon thread (``fakegpt-worker-N``);
     returns at once. If no thread can be started, ``on_failure(error)`` is
-    called instead (on the spawner thread).
+    called instead: here, or later on the spawner thread.
 
     A thread per active stream, not a pool: one slow or stalled server
     cannot hold up every other call of the process, and a daemon thread
@@ -118,9 +119,13 @@ def start_worker(target: Callable[..., None], *args: Any,
     streams while the earlier ones are busy waited for the GIL once per
     stream (256 streams at once stalled the loop for about two seconds).
     """
-    _start_hanger()  # now, not when the first stream is cancelled: that may be at interpreter exit
+    try:
+        _start_hanger()  # now, not when the first stream is cancelled: that may be at interpreter exit
+        _start_spawner()
+    except Exception as error:  # noqa: BLE001 - e.g. "can't start new thread": the caller hears of it
+        on_failure(error)
+        return
     _spawns.put((target, args, on_failure))
-    _start_spawner()
 
 
 Job = Tuple[Callable[..., None], Tuple[Any, ...], Callable[[BaseException], None]]
@@ -150,8 +155,22 @@ def _spawn_forever() -> None:
             try:
                 on_failure(error)
             except Exception:  # noqa: BLE001 - one failure must not stop the other calls' workers
-                logger.debug("reporting a failed worker start failed", exc_info=True)
+                logger.warning("reporting a failed worker start failed", exc_info=True)
         del target, args, on_failure
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: it must not run the
+    parent's queued jobs (a worker would read a socket the parent reads, or
+    send a request again), nor wait on a lock a parent's thread held."""
+    global _spawns, _spawner, _hang_ups, _hanger, _hanger_lock
+    _spawns, _spawner = queue.SimpleQueue(), None
+    _hang_ups, _hanger = queue.SimpleQueue(), None
+    _hanger_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Channel:

@@ -98,10 +98,11 @@ class FakeGpt(ProviderHooks):
         try:
             async with _turns(loop, cls.max_concurrency):
                 channel = Channel(loop)
-                start_worker(pump, stream.deltas(), channel,  # the worker closes the stream when done
+                # The worker closes the stream when done (or _no_worker does, if none can start).
+                start_worker(pump, stream.deltas(), channel,
                              on_failure=functools.partial(_no_worker, stream, channel))
                 started = True
-                ended = False  # the worker reached the stream's end (or its error) and closes it itself
+                ended = False  # the stream ended or failed: the worker (or _no_worker) has closed it
                 try:
                     while True:
                         batch, ended, error = await channel.get()
@@ -182,10 +183,12 @@ class FakeGpt(ProviderHooks):
 
 def _no_worker(stream: "_ProviderStream", channel: Channel, error: BaseException) -> None:
     """No worker thread could be started for *stream*: end the call with a fakegpt error."""
-    stream.close()
     failure = FakeGptError(f"could not start a worker thread for the stream: {error}")
     failure.__cause__ = error
-    channel.close(failure)
+    try:
+        stream.close()
+    finally:
+        channel.close(failure)  # whatever happens, the consumer hears of it
 
 
 _loop_turns: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Tuple[int, asyncio.Semaphore]]" = (

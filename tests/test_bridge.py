@@ -1,7 +1,10 @@
 """The thread → event loop channel: slow and fast modes, backpressure, errors, abandonment."""
 import asyncio
+import os
+import queue
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -303,3 +306,33 @@ def test_hang_ups_run_in_order_on_one_daemon_thread_and_a_failure_does_not_stop_
     assert done.wait(5)
     assert [what for what, _ in ran] == ["first", "fail", "last"]
     assert {thread for _, thread in ran} == {"fakegpt-hang-up"}
+
+
+def test_a_spawner_that_cannot_start_reports_through_on_failure_and_queues_nothing(monkeypatch):
+    def no_thread():
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_bridge, "_start_spawner", no_thread)
+    monkeypatch.setattr(_bridge, "_spawns", queue.SimpleQueue())
+    failures, ran = [], []
+    _bridge.start_worker(ran.append, "job", on_failure=failures.append)
+    assert [str(error) for error in failures] == ["can't start new thread"] and ran == []
+    assert _bridge._spawns.empty()  # no job left for a later spawner to start
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_a_forked_child_does_not_inherit_queued_jobs_or_held_locks(monkeypatch):
+    # A job queued in the parent (here: never taken, as its spawner reads
+    # another queue) must not be started in a child: its worker would read
+    # a socket the parent reads, or send the request a second time.
+    monkeypatch.setattr(_bridge, "_spawns", queue.SimpleQueue())
+    _bridge._spawns.put((print, ("parent's job",), print))
+    with _bridge._hanger_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, use of fork()" (3.12+)
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            ok = _bridge._spawns.empty() and _bridge._hang_ups.empty() and _bridge._hanger_lock.acquire(timeout=5)
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert not _bridge._spawns.empty()  # the parent's own queue is untouched

@@ -428,3 +428,21 @@ def test_a_worker_thread_that_cannot_start_fails_the_call_with_a_fakegpt_error(e
     assert emulator.counts["conversations"] == posts  # nothing was sent
     monkeypatch.undo()  # the spawner is still there for the next call
     assert asyncio.run(FakeGpt.create_async("gpt-3.5-turbo", HI)) == default_responder("Hi")
+
+
+def test_a_failed_worker_start_reaches_the_consumer_even_if_closing_the_stream_fails():
+    from fakegpt._bridge import Channel
+
+    class Unclosable:
+        def close(self):
+            raise OSError("close failed")
+
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        with pytest.raises(OSError, match="close failed"):
+            provider_module._no_worker(Unclosable(), channel, RuntimeError("can't start new thread"))
+        return await asyncio.wait_for(channel.get(), 10)
+
+    items, closed, error = asyncio.run(main())
+    assert items == [] and closed and isinstance(error, fakegpt.FakeGptError)
+    assert str(error) == "could not start a worker thread for the stream: can't start new thread"
