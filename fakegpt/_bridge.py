@@ -69,8 +69,24 @@ MAX_BUFFER_BYTES = 256 * 1024
 logger = logging.getLogger("fakegpt")
 _worker_ids = itertools.count(1)
 _hang_ups: "queue.SimpleQueue[Callable[[], None]]" = queue.SimpleQueue()
-_hanger: Optional[threading.Thread] = None
-_hanger_lock = threading.Lock()
+_daemons_lock = threading.Lock()
+
+
+class _Daemon:
+    """One daemon thread running *target* forever, started on first use (and
+    again in a forked child, which has none of its parent's threads)."""
+
+    def __init__(self, name: str, target: Callable[[], None]) -> None:
+        self.name, self.target = name, target
+        self.thread: Optional[threading.Thread] = None
+
+    def ensure(self) -> None:
+        """Start the thread unless it runs; raises what ``Thread.start`` raises."""
+        if self.thread is None or not self.thread.is_alive():
+            with _daemons_lock:
+                if self.thread is None or not self.thread.is_alive():
+                    self.thread = threading.Thread(target=self.target, name=self.name, daemon=True)
+                    self.thread.start()
 
 
 def hang_up_soon(hang_up: Callable[[], None]) -> None:
@@ -82,15 +98,6 @@ def hang_up_soon(hang_up: Callable[[], None]) -> None:
         return
     _hang_ups.put(hang_up)
     _start_hanger()
-
-
-def _start_hanger() -> None:
-    global _hanger
-    if _hanger is None or not _hanger.is_alive():
-        with _hanger_lock:
-            if _hanger is None or not _hanger.is_alive():
-                _hanger = threading.Thread(target=_hang_up_forever, name="fakegpt-hang-up", daemon=True)
-                _hanger.start()
 
 
 def _hang_up_forever() -> None:
@@ -130,16 +137,6 @@ def start_worker(target: Callable[..., None], *args: Any,
 
 Job = Tuple[Callable[..., None], Tuple[Any, ...], Callable[[BaseException], None]]
 _spawns: "queue.SimpleQueue[Job]" = queue.SimpleQueue()
-_spawner: Optional[threading.Thread] = None
-
-
-def _start_spawner() -> None:
-    global _spawner
-    if _spawner is None or not _spawner.is_alive():
-        with _hanger_lock:
-            if _spawner is None or not _spawner.is_alive():
-                _spawner = threading.Thread(target=_spawn_forever, name="fakegpt-spawner", daemon=True)
-                _spawner.start()
 
 
 def _new_worker(target: Callable[..., None], args: Tuple[Any, ...]) -> threading.Thread:
@@ -159,14 +156,19 @@ def _spawn_forever() -> None:
         del target, args, on_failure
 
 
+_hanger = _Daemon("fakegpt-hang-up", _hang_up_forever)
+_spawner = _Daemon("fakegpt-spawner", _spawn_forever)
+_start_hanger = _hanger.ensure
+_start_spawner = _spawner.ensure
+
+
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: it must not run the
     parent's queued jobs (a worker would read a socket the parent reads, or
     send a request again), nor wait on a lock a parent's thread held."""
-    global _spawns, _spawner, _hang_ups, _hanger, _hanger_lock
-    _spawns, _spawner = queue.SimpleQueue(), None
-    _hang_ups, _hanger = queue.SimpleQueue(), None
-    _hanger_lock = threading.Lock()
+    global _spawns, _hang_ups, _daemons_lock
+    _spawns, _hang_ups, _daemons_lock = queue.SimpleQueue(), queue.SimpleQueue(), threading.Lock()
+    _hanger.thread = _spawner.thread = None
 
 
 if hasattr(os, "register_at_fork"):

@@ -327,11 +327,11 @@ def test_a_forked_child_does_not_inherit_queued_jobs_or_held_locks(monkeypatch):
     # a socket the parent reads, or send the request a second time.
     monkeypatch.setattr(_bridge, "_spawns", queue.SimpleQueue())
     _bridge._spawns.put((print, ("parent's job",), print))
-    with _bridge._hanger_lock, warnings.catch_warnings():
+    with _bridge._daemons_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, use of fork()" (3.12+)
         pid = os.fork()
         if pid == 0:  # the child: report through the exit status only
-            ok = _bridge._spawns.empty() and _bridge._hang_ups.empty() and _bridge._hanger_lock.acquire(timeout=5)
+            ok = _bridge._spawns.empty() and _bridge._hang_ups.empty() and _bridge._daemons_lock.acquire(timeout=5)
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
