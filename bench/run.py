@@ -831,6 +831,7 @@ def hangup(server: Server, samples: int) -> None:
     import contextlib
     import ssl
     import tempfile
+    from unittest import mock
 
     url = server.urls["slow"]
     port = int(url.rsplit(":", 1)[1])
@@ -866,25 +867,18 @@ def hangup(server: Server, samples: int) -> None:
         connect = stack.enter_context(ConnectProxy())
         https_proxy = stack.enter_context(ConnectProxy(context))
         socks5 = stack.enter_context(Socks5Proxy())
-        saved = os.environ.get("REQUESTS_CA_BUNDLE")
-        os.environ["REQUESTS_CA_BUNDLE"] = bundle  # as a user trusts a private CA
-        try:
-            kinds = {"direct": fakegpt.Client(url), "TLS": fakegpt.Client(tls.url),
-                     "CONNECT proxy": fakegpt.Client(tls.url, proxy=connect.url),
-                     "https proxy": fakegpt.Client(tls.url, proxy=https_proxy.url),
-                     "SOCKS5 proxy": fakegpt.Client(url, proxy=socks5.url)}
-            for kind, client in kinds.items():
-                with client:
-                    client.complete([{"role": "user", "content": "words 1"}])  # log in
-                    for how, label in (("abort", "abort()"), ("close", "break")):
-                        worst = max(one(client, how) for _ in range(samples))
-                        row(f"{label} to hang-up seen by server, {kind}, worst of {samples}", "ms", worst * 1000,
-                            limit=100.0, kind="max")
-        finally:
-            if saved is None:
-                os.environ.pop("REQUESTS_CA_BUNDLE", None)
-            else:
-                os.environ["REQUESTS_CA_BUNDLE"] = saved
+        stack.enter_context(mock.patch.dict(os.environ, {"REQUESTS_CA_BUNDLE": bundle}))  # as a user trusts a CA
+        kinds = {"direct": fakegpt.Client(url), "TLS": fakegpt.Client(tls.url),
+                 "CONNECT proxy": fakegpt.Client(tls.url, proxy=connect.url),
+                 "https proxy": fakegpt.Client(tls.url, proxy=https_proxy.url),
+                 "SOCKS5 proxy": fakegpt.Client(url, proxy=socks5.url)}
+        for kind, client in kinds.items():
+            with client:
+                client.complete([{"role": "user", "content": "words 1"}])  # log in
+                for how, label in (("abort", "abort()"), ("close", "break")):
+                    worst = max(one(client, how) for _ in range(samples))
+                    row(f"{label} to hang-up seen by server, {kind}, worst of {samples}", "ms", worst * 1000,
+                        limit=100.0, kind="max")
 
 
 def report(check: bool) -> int:

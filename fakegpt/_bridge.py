@@ -135,8 +135,8 @@ def start_worker(target: Callable[..., None], *args: Any,
     _spawns.put((target, args, on_failure))
 
 
-Job = Tuple[Callable[..., None], Tuple[Any, ...], Callable[[BaseException], None]]
-_spawns: "queue.SimpleQueue[Job]" = queue.SimpleQueue()
+_Job = Tuple[Callable[..., None], Tuple[Any, ...], Callable[[BaseException], None]]
+_spawns: "queue.SimpleQueue[_Job]" = queue.SimpleQueue()
 
 
 def _new_worker(target: Callable[..., None], args: Tuple[Any, ...]) -> threading.Thread:
@@ -208,9 +208,8 @@ class Channel:
                 items = self._items
             items.append(item)
             self._chars += len(item)
-            if self._waiter is None or self._wake_pending or (self.fast and len(items) < MAX_BATCH):
+            if (self.fast and len(items) < MAX_BATCH) or not self._wake_needed():
                 return True
-            self._wake_pending = True
         return self._wake()
 
     def _wait_for_room(self) -> bool:
