@@ -161,6 +161,24 @@ def test_a_timer_that_finds_nothing_returns_to_slow_mode():
     assert asyncio.run(main()) == ([], True, None)
 
 
+def test_a_timer_that_finds_one_item_delivers_it_and_returns_to_slow_mode(monkeypatch):
+    # A slow stream that met a burst: the one delta the fast-mode timer
+    # collects is delivered, and the next one wakes the loop at once again.
+    monkeypatch.setattr(_bridge, "FAST_GAP", 0.0)
+
+    async def main():
+        channel = Channel(asyncio.get_running_loop())
+        channel.fast = True
+        waiting = asyncio.ensure_future(channel.get())
+        await asyncio.sleep(0)  # the loop waits, on the timer
+        assert channel.put("late") is True
+        assert not waiting.done()  # not announced: the timer collects it
+        batch = await waiting
+        return batch, channel.fast
+
+    assert asyncio.run(main()) == ((["late"], False, None), False)
+
+
 def test_a_full_buffer_stops_the_producer_until_the_loop_takes_the_items(monkeypatch):
     monkeypatch.setattr(_bridge, "MAX_BUFFER", 5)
     progress = []
