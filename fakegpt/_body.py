@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import socket
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import requests
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
@@ -31,7 +31,7 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 from ._constants import DRAIN_GRACE, READ_SIZE
 from .exceptions import APITimeoutError, FakeGptError, IncompleteStreamError, StreamError, one_line
 
-__all__ = ["Body", "LEGACY_CLOSE_DELIMITED_READ", "body_error"]
+__all__ = ["Body", "LEGACY_CLOSE_DELIMITED_READ", "body_error", "undecodable"]
 
 #: urllib3 1.26 only: the read size for a close-delimited body (see above).
 LEGACY_CLOSE_DELIMITED_READ = 1024
@@ -42,10 +42,30 @@ def body_error(error: BaseException) -> FakeGptError:
     if isinstance(error, (ReadTimeoutError, socket.timeout, TimeoutError)) or "timed out" in str(error):
         return APITimeoutError("the stream stalled: no data arrived within the read timeout (the connection was dropped)")
     if isinstance(error, DecodeError):
-        return StreamError(f"could not decode the stream ({one_line(str(error).split(',')[0], 120)})")
+        # urllib3's message first ("Received response with content-encoding: gzip, but failed to decode it."),
+        # then the decoder's own error, which says nothing more to a caller.
+        said = str(error.args[0]) if error.args else "the body does not match its Content-Encoding"
+        return StreamError(f"could not decode the stream: {one_line(said[:1].lower() + said[1:].rstrip('.'), 120)}")
     if isinstance(error, (ProtocolError, requests.exceptions.RequestException, OSError)):
         return IncompleteStreamError("the connection was lost mid-stream, before the end of the body")
     return StreamError(f"could not read the stream: {type(error).__name__}")
+
+
+def undecodable(response: requests.Response) -> Optional[str]:
+    """Why *response*'s body cannot be decoded here (a ``Content-Encoding``
+    this urllib3 does not decode: ``br`` without a brotli package, say, or
+    ``compress``), or ``None``. Checked before reading: the bytes would
+    otherwise reach the event decoder as they are."""
+    header = response.headers.get("Content-Encoding", "")
+    known = getattr(response.raw, "CONTENT_DECODERS", None)
+    if header.strip().lower() in ("", "identity") or known is None:
+        return None
+    # Every coding of a list must be known: urllib3 takes one it does not
+    # know for deflate (even "identity", in "gzip, identity").
+    if all(coding.strip().lower() in known for coding in header.split(",")):
+        return None
+    return (f"the server sent the stream with Content-Encoding: {one_line(header, 60)}, which cannot be decoded "
+            f"here (this urllib3 decodes {', '.join(known)})")
 
 
 class Body:

@@ -23,7 +23,7 @@ import weakref
 from typing import Any, Callable, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ._auth import AccessToken
-from ._body import Body
+from ._body import Body, undecodable
 from ._http import MAX_ERROR_BODY, Http, headers_for, host_of, read_capped
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
@@ -306,6 +306,10 @@ def _check_stream_response(response: Any) -> None:
         detail = detail_from_body(read_capped(response, MAX_ERROR_BODY, "POST /api/conversation", truncate=True),
                                   content_type)
         raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
+    problem = undecodable(response)
+    if problem is not None:
+        response.close()
+        raise StreamError(problem)
 
 
 @atexit.register

@@ -369,7 +369,7 @@ class RawServer:
         except OSError:
             return
         with conn:
-            conn.recv(65536)
+            read_request(conn)
             for step in self.script:
                 if isinstance(step, float):
                     time.sleep(step)
@@ -382,6 +382,26 @@ class RawServer:
 
     def close(self):
         self.sock.close()
+
+
+def read_request(conn):
+    """Read one request whole (its Content-Length body too): a server that
+    closes with request bytes unread makes the kernel reset the connection,
+    which can destroy the reply's last bytes before the client reads them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        more = conn.recv(65536)
+        if not more:
+            return
+        body += more
 
 
 def chunk(data: bytes) -> bytes:

@@ -4,12 +4,14 @@ phase. Each test checks the exact text, that the server saw the hang-up, and
 that nothing was left behind."""
 import asyncio
 import gc
+import gzip
 import os
 import ssl
 import subprocess
 import sys
 import textwrap
 import threading
+import zlib
 
 import pytest
 import trustme
@@ -19,6 +21,7 @@ import fakegpt
 from fakegpt.emulator import Emulator, default_responder
 
 from ..netkit import ConnectProxy, Silent, Socks5Proxy, TlsFront
+from .test_client_live import chunk, event, raw_stream
 
 MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
 EXPECTED = default_responder("Tell me about streams")
@@ -119,6 +122,66 @@ def test_each_compressed_event_arrives_as_soon_as_it_is_sent(chunked):
         emulator.stream_fault("stall", after_words=3, seconds=60)
         with client.stream(LONG) as stream:
             assert deltas_until(stream, 3).strip() == "word0 word1 word2"
+
+
+# A server that is not the emulator: bytes compressed here with the standard
+# library, the way a reverse proxy or CDN compresses a whole body, and cut
+# into HTTP chunks that ignore the events' and the compressor's boundaries.
+SSE_BODY = event("Hello") + event("Hello world", "finished_successfully") + b"data: [DONE]\n\n"
+
+
+def compressed_head(encoding, chunked):
+    framing = b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Connection: close\r\n\r\n"
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: " + encoding + b"\r\n"
+            + framing)
+
+
+def compressed_script(encoding, data, chunked):
+    if not chunked:
+        return [compressed_head(encoding, False), data]
+    return [compressed_head(encoding, True)] + [chunk(data[i:i + 7]) for i in range(0, len(data), 7)] + [b"0\r\n\r\n"]
+
+
+def raw_deflate(data):
+    compressor = zlib.compressobj(wbits=-15)  # deflate without the zlib wrapper, as some servers send it
+    return compressor.compress(data) + compressor.flush()
+
+
+def has_brotli():
+    return "br" in urllib3.response.HTTPResponse.CONTENT_DECODERS
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
+@pytest.mark.parametrize("encoding, compress", [
+    (b"gzip", gzip.compress), (b"deflate", zlib.compress), (b"deflate", raw_deflate),
+    pytest.param(b"x-gzip", gzip.compress, marks=pytest.mark.skipif(
+        "x-gzip" not in urllib3.response.HTTPResponse.CONTENT_DECODERS, reason="urllib3 1.26 has no x-gzip")),
+    (b"GZip", gzip.compress), (b"gzip, gzip", lambda data: gzip.compress(gzip.compress(data))),
+    pytest.param(b"br", lambda data: __import__("brotli").compress(data),
+                 marks=pytest.mark.skipif(not has_brotli(), reason="no brotli decoder installed")),
+], ids=["gzip", "zlib-deflate", "raw-deflate", "x-gzip", "mixed-case", "stacked", "brotli"])
+def test_a_body_compressed_whole_by_another_server_is_decoded(encoding, compress, chunked):
+    arrivals, error, _ = raw_stream(compressed_script(encoding, compress(SSE_BODY), chunked))
+    assert error is None and [delta for delta, _ in arrivals] == ["Hello", " world"]
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "close-delimited"])
+def test_a_body_that_is_not_what_its_content_encoding_says_is_a_one_line_stream_error(chunked):
+    arrivals, error, _ = raw_stream(compressed_script(b"gzip", SSE_BODY, chunked))
+    assert arrivals == [] and type(error) is fakegpt.StreamError
+    assert str(error) == ("could not decode the stream: received response with content-encoding: gzip, "
+                          "but failed to decode it")
+
+
+@pytest.mark.parametrize("encoding", [b"compress", b"gzip, compress", b"gzip, identity"],
+                         ids=["compress", "stacked", "identity-in-a-list"])
+def test_an_encoding_urllib3_cannot_decode_is_named_before_reading(encoding):
+    # (br without a brotli package is refused the same way: the test extra installs one.)
+    arrivals, error, _ = raw_stream(compressed_script(encoding, b"\x1f\x9d\x90 compressed bytes", False))
+    decoders = ", ".join(urllib3.response.HTTPResponse.CONTENT_DECODERS)
+    assert arrivals == [] and type(error) is fakegpt.StreamError
+    assert str(error) == (f"the server sent the stream with Content-Encoding: {encoding.decode()}, which cannot be "
+                          f"decoded here (this urllib3 decodes {decoders})")
 
 
 # -- 2. no reference cycle keeps a response open ------------------------------------------------
