@@ -42,6 +42,11 @@ _CONVERSATION = "/api/conversation"
 _live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for interpreter exit
 
 
+class _Aborted(FakeGptError):
+    """Raised inside the transport for an aborted call: ends its request or
+    its login at once. Never reaches the caller: an aborted call ends quietly."""
+
+
 class Engine:
     """What the calls of one client share: its HTTP session, its access
     token and its retry settings."""
@@ -166,6 +171,11 @@ class Call:
             aborted = self.aborted
         if aborted:
             hang_up(connection)
+            raise _Aborted("the call was aborted")  # the request is not sent (or its answer not awaited)
+
+    def pause(self, seconds: float) -> None:
+        """Back off between retries, waking up at once on :meth:`abort`."""
+        self._wake.wait(seconds)
 
     # -- one request's deltas --------------------------------------------------
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
@@ -210,7 +220,7 @@ class Call:
             self.check_expired()
             if token is None or self.aborted:
                 return None
-            retrying = make_retrying(engine.max_retries, engine.sleep or self._wait)
+            retrying = make_retrying(engine.max_retries, engine.sleep or self.pause)
             try:
                 retrying(self._attempt, body, token, resume)
             except AuthenticationError as error:
@@ -270,10 +280,6 @@ class Call:
             previous.close()
         if aborted:
             hang_up(reader.body.connection)
-
-    def _wait(self, seconds: float) -> None:
-        """Back off between retries, waking up at once on :meth:`abort`."""
-        self._wake.wait(seconds)
 
     # -- what the call knows about the reply -----------------------------------
     def last(self, name: str) -> Optional[str]:

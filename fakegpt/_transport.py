@@ -8,9 +8,11 @@ What they add to the defaults, and through which public hook:
   The adapter's ``get_connection_with_tls_context`` (requests' documented
   override point) gives each pool a connection class derived from the one
   urllib3 chose for it (plain, TLS, SOCKS), through urllib3's documented
-  ``ConnectionCls`` attribute. That class's ``request()`` tells the call in
-  progress (a context variable, see :func:`watching`) which connection it
-  got, and adds the connection to the adapter's set, so
+  ``ConnectionCls`` attribute. That class's ``connect()`` and ``request()``
+  tell the call in progress (a context variable, see :func:`watching`)
+  which connection it got, and a call aborted already refuses it there:
+  nothing more is connected or sent for it, a retry of the login's
+  included. The connection joins the adapter's set, so
   :meth:`Adapter.close` really closes every socket (urllib3 2's
   ``PoolManager.clear()`` leaves pooled connections open).
 * **No ~/.netrc credentials.** requests replaces the request's
@@ -28,6 +30,7 @@ import contextvars
 import ipaddress
 import socket
 import threading
+import time
 import weakref
 from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Type
 from urllib.parse import urlsplit
@@ -37,14 +40,20 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
-__all__ = ["Adapter", "ConnectionWatcher", "HttpSession", "hang_up", "is_loopback", "watching"]
+__all__ = ["Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "is_loopback", "watching"]
 
 
 class ConnectionWatcher(Protocol):
     """What a call offers the transport: it is told each connection it uses."""
 
     def connection_used(self, connection: Any) -> None:
-        """*connection* (an urllib3 connection) carries this call's request now."""
+        """*connection* (an urllib3 connection) is connecting for, or carries,
+        this call's request now. Raises (a :class:`~fakegpt.FakeGptError`)
+        when the call was aborted: the connection is hung up, and nothing
+        more is connected or sent."""
+
+    def pause(self, seconds: float) -> None:
+        """Wait *seconds* before a retry; return at once if the call is aborted."""
 
 
 _current: "contextvars.ContextVar[Optional[ConnectionWatcher]]" = contextvars.ContextVar(
@@ -59,6 +68,16 @@ def watching(watcher: ConnectionWatcher) -> Iterator[None]:
         yield
     finally:
         _current.reset(reset)
+
+
+def back_off(seconds: float) -> None:
+    """Wait *seconds* before a retry: on the current call's terms (its abort
+    ends the wait, see :func:`watching`), else ``time.sleep``."""
+    watcher = _current.get()
+    if watcher is None:
+        time.sleep(seconds)
+    else:
+        watcher.pause(seconds)
 
 
 def hang_up(connection: Any) -> None:
@@ -83,6 +102,12 @@ class _Watching:
     """Mixin for urllib3's connection classes (see the module docstring)."""
 
     _fakegpt_connections: "weakref.WeakSet[Any]"
+
+    def connect(self) -> None:
+        watcher = _current.get()
+        if watcher is not None:  # before the TCP (and TLS) handshake: an aborted call connects nothing
+            watcher.connection_used(self)
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._fakegpt_connections.add(self)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import requests
@@ -19,6 +18,7 @@ from ._protocol import DEFAULT_MODEL, conversation_body, flatten_prompt, validat
 from ._retry import make_retrying
 from ._stream import Reply, Stream, drain
 from ._secrets import register_url, without_userinfo
+from ._transport import back_off
 from .exceptions import redact
 from ._validate import (
     check_base_url, check_max_retries, check_path, check_proxy, check_secret, check_timeout, public_url, url_password,
@@ -237,7 +237,7 @@ class Client:
                     **kwargs: Any) -> Answer:
         """One request of the login, retried on transient failures."""
         self._check_open()
-        retrying = make_retrying(self.max_retries, self._engine.sleep or time.sleep)
+        retrying = make_retrying(self.max_retries, self._engine.sleep or back_off)  # an abort ends the wait
         return retrying(self._http.fetch, method, path, what=what,
                         timeout=self.login_timeout if timeout is None else timeout, **kwargs)
 

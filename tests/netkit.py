@@ -39,7 +39,12 @@ class _Listener:
 
     def __exit__(self, *exc):
         self._stopping.set()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not, on Linux)
+        except OSError:
+            pass
         self._sock.close()
+        self._thread.join(5)  # no connection is being accepted and started any more
         with self._lock:
             sockets = list(self._open)
         for sock in sockets:
@@ -58,8 +63,8 @@ class _Listener:
             except OSError:
                 return
             thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
-            self._threads.append(thread)
             thread.start()
+            self._threads.append(thread)
 
     def _run(self, conn):
         with self._lock:

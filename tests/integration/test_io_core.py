@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import zlib
 
 import pytest
@@ -21,7 +22,7 @@ import fakegpt
 from fakegpt.emulator import Emulator, default_responder
 
 from ..netkit import ConnectProxy, Silent, Socks5Proxy, TlsFront
-from .test_client_live import chunk, event, raw_stream
+from .test_client_live import RawServer, chunk, event, raw_stream
 
 MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
 EXPECTED = default_responder("Tell me about streams")
@@ -230,8 +231,10 @@ def test_abort_mid_stream_direct(emulator):
         abort_mid_stream_and_check(emulator, client)
 
 
-def test_abort_while_waiting_for_the_headers():
-    with Silent() as silent, fakegpt.Client(silent.url, access_token="a-token", timeout=(5, 60)) as client:
+@pytest.mark.parametrize("token", ["a-token", None], ids=["conversation", "login"])
+def test_abort_while_waiting_for_the_headers(token):
+    # With no token, the request that never gets its answer is the login's own.
+    with Silent() as silent, fakegpt.Client(silent.url, access_token=token, timeout=(5, 60)) as client:
         stream = client.stream(MESSAGES)
         outcome = []
         reader = threading.Thread(target=lambda: outcome.append(list(stream)))
@@ -241,6 +244,54 @@ def test_abort_while_waiting_for_the_headers():
         reader.join(10)
         assert not reader.is_alive() and outcome == [[]]
         assert silent.wait_closed(1)
+        # Nothing more was connected or sent: no retry of the hung-up request
+        # (a login's retries once made two more connections, 1.3 s later).
+        assert silent.accepted == 1 and silent.requests == 1
+
+
+def test_cancelling_a_task_during_its_login_hangs_up_and_sends_nothing_more():
+    def workers():
+        return [t for t in threading.enumerate() if t.name.startswith("fakegpt-worker-")]
+
+    async def main(silent):
+        task = asyncio.ensure_future(fakegpt.FakeGpt.create_async("gpt-3.5-turbo", MESSAGES, timeout=(5, 60)))
+        while not silent.requests:  # GET /api/loads is waiting for an answer that never comes
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with Silent() as silent:
+        fakegpt.FakeGpt.url = silent.url
+        asyncio.run(main(silent))
+        assert silent.wait_closed(1)
+        deadline = time.monotonic() + 10
+        while workers():  # the call has ended: any retry would have been made by now
+            assert time.monotonic() < deadline, workers()
+            time.sleep(0.01)
+        assert silent.accepted == 1 and silent.requests == 1
+
+
+def test_abort_during_the_logins_retry_back_off_ends_it_and_sends_nothing_more():
+    busy = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 20\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 4\r\n\r\nbusy")
+    server = RawServer([busy])
+    try:
+        with fakegpt.Client(server.url, timeout=(5, 30)) as client:
+            stream = client.stream(MESSAGES)
+            outcome = []
+            reader = threading.Thread(target=lambda: outcome.append(list(stream)))
+            reader.start()
+            server.thread.join(10)  # GET /api/loads was answered: the login now backs off for 20 s
+            assert not server.thread.is_alive()
+            stream.abort()
+            reader.join(10)
+            assert not reader.is_alive() and outcome == [[]]
+            server.sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                server.sock.accept()  # no second connection: the retry was never made
+    finally:
+        server.close()
 
 
 def test_abort_during_a_retry_back_off(emulator):
