@@ -18,6 +18,10 @@ skips urllib3's decoding machinery. A connection goes back to the pool
 when the body has been read to its end (urllib3 does that itself); after
 ``[DONE]``, :meth:`Body.drain` waits a moment
 (:data:`~fakegpt._constants.DRAIN_GRACE`) for the end of the body.
+
+Before any of that, :func:`check_stream_response` refuses what is not a
+readable event stream: a redirect, an HTML or JSON page, a
+``Content-Encoding`` this urllib3 cannot decode.
 """
 from __future__ import annotations
 
@@ -29,9 +33,12 @@ import requests
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from ._constants import DRAIN_GRACE, READ_SIZE
-from .exceptions import APITimeoutError, FakeGptError, IncompleteStreamError, StreamError, one_line
+from ._http import MAX_ERROR_BODY, host_of, read_capped
+from .exceptions import (
+    APIStatusError, APITimeoutError, FakeGptError, IncompleteStreamError, StreamError, detail_from_body, one_line,
+)
 
-__all__ = ["Body", "LEGACY_CLOSE_DELIMITED_READ", "body_error", "undecodable"]
+__all__ = ["Body", "LEGACY_CLOSE_DELIMITED_READ", "body_error", "check_stream_response", "undecodable"]
 
 #: urllib3 1.26 only: the read size for a close-delimited body (see above).
 LEGACY_CLOSE_DELIMITED_READ = 1024
@@ -66,6 +73,30 @@ def undecodable(response: requests.Response) -> Optional[str]:
         return None
     return (f"the server sent the stream with Content-Encoding: {one_line(header, 60)}, which cannot be decoded "
             f"here (this urllib3 decodes {', '.join(known)})")
+
+
+def check_stream_response(response: requests.Response) -> None:
+    """Raise if *response* (a 2xx) is not an event stream this client can read:
+    a redirect, an HTML page, a JSON error, an encoding urllib3 cannot decode."""
+    status = response.status_code
+    if 300 <= status < 400:
+        response.close()
+        location = response.headers.get("Location", "")
+        where = host_of(location) if "//" in location else "elsewhere"
+        raise APIStatusError(
+            f"POST /api/conversation was redirected (HTTP {status} to {where}); not followed, "
+            "because the access token would go along",
+            status_code=status,
+        )
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "html" in content_type or "json" in content_type:
+        detail = detail_from_body(read_capped(response, MAX_ERROR_BODY, "POST /api/conversation", truncate=True),
+                                  content_type)
+        raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
+    problem = undecodable(response)
+    if problem is not None:
+        response.close()
+        raise StreamError(problem)
 
 
 class Body:

@@ -18,17 +18,10 @@ it receives:
   loop the moment it waits again is fast too): deltas are not announced;
   the waiting loop collects them on a timer, :data:`MAX_BATCH_AGE` (20 ms)
   at most after they came, or at once when :data:`MAX_BATCH` are queued.
-  A timer batch of at most one delta puts the channel back in slow mode,
-  so a slow stream that met a burst (a loop busy elsewhere for a while)
-  has one delta delayed by 20 ms at most.
-
-Why 20 ms: each wake-up of the loop during a busy stream is a GIL hand-off
-each way, which costs more than handing over a few hundred deltas. A
-1,500-delta stream took 4 to 6 batches on a 5 ms timer and 2 on this one,
-for about 4% less CPU; 20 ms is about a frame of a screen.
-
-No probe of the socket is needed: the worker never decides to hold a delta
-before a read that may wait, so nothing is held longer than the timer.
+  A timer batch of at most one delta puts the channel back in slow mode
+  (a slow stream that met a burst has one delta delayed, 20 ms at most).
+  Why 20 ms: each wake-up of a loop beside a busy stream is a GIL hand-off
+  each way, costlier than hundreds of deltas (docs/performance.rst).
 
 **Backpressure.** A channel holds at most :data:`MAX_BUFFER` deltas or
 :data:`MAX_BUFFER_BYTES` of text; past that, the worker waits (and so stops
@@ -43,8 +36,8 @@ The loop only marks the stream aborted (no delta more, at once) and
 **Threads.** :func:`start_worker` runs each stream in a daemon thread of
 its own, started by one spawner thread so the loop never waits for it: no
 shared pool that a few stalled servers could exhaust, and no thread that
-keeps the interpreter from exiting. How many run at once is
-bounded per event loop, on the loop (see :class:`fakegpt.FakeGpt`).
+keeps the interpreter from exiting. How many run at once is bounded per
+event loop, on the loop (see :class:`fakegpt.FakeGpt`).
 """
 from __future__ import annotations
 

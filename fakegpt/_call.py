@@ -23,16 +23,14 @@ import weakref
 from typing import Any, Callable, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from ._auth import AccessToken
-from ._body import Body, undecodable
-from ._http import MAX_ERROR_BODY, Http, headers_for, host_of, read_capped
+from ._body import Body, check_stream_response
+from ._http import Http, headers_for
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
 from ._retry import make_retrying
 from ._transport import hang_up, watching
 from ._watchdog import watch
-from .exceptions import (
-    APIStatusError, APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError, StreamError, detail_from_body, redact,
-)
+from .exceptions import APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError, redact
 
 __all__ = ["Call", "Engine"]
 
@@ -257,7 +255,7 @@ class Call:
             if self.aborted:  # the abort hung up before the answer came: end quietly
                 return
             raise
-        _check_stream_response(response)
+        check_stream_response(response)
         reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
         self._attach(reader)
         deltas = reader.deltas()
@@ -293,29 +291,6 @@ class Call:
     @property
     def text(self) -> str:
         return "".join(part for decoder in self.decoders for part in decoder.parts)
-
-
-def _check_stream_response(response: Any) -> None:
-    """A 2xx that is not an event stream (a redirect, an HTML page, a JSON error)."""
-    status = response.status_code
-    if 300 <= status < 400:
-        response.close()
-        location = response.headers.get("Location", "")
-        where = host_of(location) if "//" in location else "elsewhere"
-        raise APIStatusError(
-            f"POST /api/conversation was redirected (HTTP {status} to {where}); not followed, "
-            "because the access token would go along",
-            status_code=status,
-        )
-    content_type = response.headers.get("Content-Type", "").lower()
-    if "html" in content_type or "json" in content_type:
-        detail = detail_from_body(read_capped(response, MAX_ERROR_BODY, "POST /api/conversation", truncate=True),
-                                  content_type)
-        raise StreamError(f"expected an event stream, got {content_type.split(';')[0]}: {detail or 'empty body'}")
-    problem = undecodable(response)
-    if problem is not None:
-        response.close()
-        raise StreamError(problem)
 
 
 @atexit.register
