@@ -406,10 +406,12 @@ def concurrency(server: Server, original: Any, calls: int, events: int, repeat: 
         row(name, "wall", m["many"], "original", m["original many"], 1.00, ratio=m.ratio("many", "original many"))
 
 
-def scale(server: Server, sizes: Tuple[int, ...], lag_sizes: Tuple[int, ...], repeat: int) -> None:
-    """Hundreds of concurrent async calls; the event loop's responsiveness beside them."""
+def scale(server: Server, sizes: Tuple[int, ...], lag_sizes: Tuple[int, ...], repeat: int,
+          events: int = 20, lag_events: int = 200) -> None:
+    """Hundreds of concurrent async calls (*events* 50 ms apart each); the
+    event loop's responsiveness beside streams of *lag_events* at 200/s."""
     def prompt(i: int) -> list:
-        return [{"role": "user", "content": f"words {20 + i % 2}"}]
+        return [{"role": "user", "content": f"words {events + i % 2}"}]
 
     async def run(n: int) -> None:
         texts = await asyncio.gather(*(FakeGpt.create_async("gpt-3.5-turbo", prompt(i)) for i in range(n)))
@@ -433,7 +435,7 @@ def scale(server: Server, sizes: Tuple[int, ...], lag_sizes: Tuple[int, ...], re
         m = rounds({"one": lambda: wall(lambda: asyncio.run(run(1))),
                     "many": lambda n=n: wall(lambda: asyncio.run(run(n))),
                     "floor": lambda n=n: wall(lambda: floor_threads(n))}, max(1, repeat // 3))
-        name = f"{n} concurrent async calls, 20 events 50 ms apart"
+        name = f"{n} concurrent async calls, {events} events 50 ms apart"
         row(name, "wall", m["many"], "one call", m["one"], target, ratio=m.ratio("many", "one"))
         row(f"  the floor: {n} bare requests calls, a thread each", "wall", m["floor"], "one call", m["one"],
             kind="info", ratio=m.ratio("floor", "one"))
@@ -455,7 +457,7 @@ def scale(server: Server, sizes: Tuple[int, ...], lag_sizes: Tuple[int, ...], re
 
         tick = asyncio.ensure_future(ticker())
         await asyncio.gather(*(drain(FakeGpt.create_async_generator(
-            "gpt-3.5-turbo", [{"role": "user", "content": "words 200"}])) for _ in range(n)))
+            "gpt-3.5-turbo", [{"role": "user", "content": f"words {lag_events}"}])) for _ in range(n)))
         done.set()
         await tick
         late.sort()
@@ -935,7 +937,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if "concurrency" in chosen:
             concurrency(server, original, calls, slow_events, repeat)
         if "scale" in chosen:
-            scale(server, (8, 16) if args.smoke else (256, 1000), (4, 8) if args.smoke else (32, 64, 256), repeat)
+            if args.smoke:
+                scale(server, (8, 16), (4, 8), repeat, events=3, lag_events=20)
+            else:
+                scale(server, (256, 1000), (32, 64, 256), repeat)
         if "requests" in chosen:
             requests_per_call(server)
         if "latency" in chosen:
