@@ -11,7 +11,10 @@ saves a decode and a copy per event.
 
 Every line and every event is bounded (:data:`MAX_EVENT`): a body that never
 ends its line, or an event that never ends, is a :class:`StreamError` once
-it passes the bound, not a process that grows until it is killed.
+it passes the bound, not a process that grows until it is killed. The bound
+holds for memory too: a line that arrives a byte per read grows one buffer
+(not an object per read), and an event may have at most one data line per
+:data:`_BYTES_PER_DATA_LINE` bytes of the bound (each line is an object).
 """
 from __future__ import annotations
 
@@ -34,6 +37,10 @@ _CR = 13  # (``13 in chunk`` is a memchr; ``b"\r" in chunk`` costs ten times as 
 _OTHER_FIELDS = (b"id", b"retry", b"event", b"data")
 #: How much longer than the largest event data a line may be ("data: " and spaces).
 _LINE_ROOM = 64
+#: An event may have one data line per this many bytes of its bound: a line
+#: costs about 40 bytes of memory beyond its data, so 16 MiB of one-byte lines
+#: would take 40 times the bound.
+_BYTES_PER_DATA_LINE = 64
 
 
 class SSEDecoder:
@@ -59,14 +66,14 @@ class SSEDecoder:
         :meth:`feed` raises :class:`~fakegpt.StreamError`.
     """
 
-    __slots__ = ("_partial", "_partial_size", "_skip_lf", "pending", "_data_size", "_event", "_head", "_idle",
-                 "_max", "_max_line", "stray")
+    __slots__ = ("_partial", "_skip_lf", "pending", "_data_size", "_event", "_head", "_idle",
+                 "_max", "_max_line", "_max_lines", "stray")
 
     def __init__(self, max_event: int = MAX_EVENT) -> None:
         self._max = max_event
         self._max_line = max_event + _LINE_ROOM
-        self._partial: List[bytes] = []  # pieces of the line not yet ended
-        self._partial_size = 0
+        self._max_lines = max(1, max_event // _BYTES_PER_DATA_LINE)
+        self._partial = bytearray()  # the line not yet ended
         self._data_size = 0  # bytes in self.pending
         self._skip_lf = False  # the last piece ended with \r: a leading \n is its pair
         #: The data lines of the event not yet ended by its blank line.
@@ -152,18 +159,17 @@ class SSEDecoder:
             # Anything else: one line at a time.
             end = find(b"\n", start)
             if end < 0:
-                self._partial_size += size - start
-                if self._partial_size > self._max_line:
+                if len(self._partial) + size - start > self._max_line:
                     self._too_large("a line", self._max_line)
-                self._partial.append(chunk[start:])
+                self._partial += memoryview(chunk)[start:]
                 break
             line = chunk[start:end]
             if self._partial:
-                if self._partial_size + len(line) > self._max_line:
+                if len(self._partial) + len(line) > self._max_line:
                     self._too_large("a line", self._max_line)
-                self._partial.append(line)
-                line = b"".join(self._partial)
-                self._partial, self._partial_size = [], 0
+                self._partial += line
+                line = bytes(self._partial)
+                self._partial = bytearray()
             elif len(line) > self._max_line:
                 self._too_large("a line", self._max_line)
             self._line(line, events)
@@ -171,17 +177,19 @@ class SSEDecoder:
         return events
 
     def _too_large(self, what: str, limit: int) -> None:
-        self._partial, self._partial_size, self.pending, self._data_size = [], 0, [], 0
+        self._refuse(f"{what} of the event stream is larger than {limit:,} bytes")
+
+    def _refuse(self, problem: str) -> None:
+        self._partial, self.pending, self._data_size = bytearray(), [], 0
         self._idle = False
-        raise StreamError(f"{what} of the event stream is larger than {limit:,} bytes: "
-                          "not a stream fakegpt can read (the connection was dropped)")
+        raise StreamError(f"{problem}: not a stream fakegpt can read (the connection was dropped)")
 
     def close(self) -> List[Event]:
         """The body ended: finish a line and an event left open, if any."""
         events: List[Event] = []
         if self._partial:
-            line = b"".join(self._partial)
-            self._partial, self._partial_size = [], 0
+            line = bytes(self._partial)
+            self._partial = bytearray()
             self._line(line, events)
         self._line(b"", events)
         return events
@@ -192,6 +200,8 @@ class SSEDecoder:
             self._data_size += len(value) + 1
             if self._data_size > self._max + 1:
                 self._too_large("an event", self._max)
+            if len(self.pending) >= self._max_lines:
+                self._refuse(f"an event of the event stream has more than {self._max_lines:,} data lines")
             self.pending.append(value.rstrip())
             return
         line = line.rstrip()

@@ -260,3 +260,52 @@ def test_the_default_limit_is_the_documented_16_mib():
     assert SSEDecoder().feed(b"data: " + b"z" * (MAX_EVENT - 10) + b"\n\n")[0][1][:3] == b"zzz"
     with pytest.raises(fakegpt.StreamError, match="16,777,216 bytes"):
         SSEDecoder().feed(b"data: " + b"z" * MAX_EVENT + b"z\n\n")
+
+
+def test_an_event_of_many_tiny_data_lines_is_refused_at_one_line_per_64_bytes_of_the_bound():
+    import fakegpt
+
+    lines = LIMIT // 64  # 15
+    decoder = SSEDecoder(max_event=LIMIT)
+    assert decoder.feed(b"data:x\n" * lines + b"\n") == [("message", b"\n".join([b"x"] * lines))]
+    with pytest.raises(fakegpt.StreamError) as info:
+        decoder.feed(b"data:x\n" * (lines + 1))
+    assert str(info.value) == ("an event of the event stream has more than 15 data lines: "
+                               "not a stream fakegpt can read (the connection was dropped)")
+    assert decoder.feed(b"data: 1\n\n") == [("message", b"1")]  # nothing of the refused event is kept
+
+
+def peak_memory(feed):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        feed()
+    except StreamError:
+        pass
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_a_line_arriving_a_byte_per_read_costs_its_bytes_not_an_object_per_read():
+    decoder = SSEDecoder(max_event=10**6)
+    piece = b"x"
+
+    def feed():
+        for _ in range(50_000):
+            decoder.feed(piece)
+
+    assert peak_memory(feed) < 3 * 50_000  # not a bytes object and a list slot per read: 40 bytes each
+
+
+def test_tiny_data_lines_cost_less_than_twice_the_bound():
+    bound = 2**20
+    decoder = SSEDecoder(max_event=bound)
+    chunk = b"data:xy\n" * 65536
+
+    def feed():
+        for _ in range(20):  # 10 MB of lines, were it all accepted
+            decoder.feed(chunk)
+
+    assert peak_memory(feed) < 2 * bound  # a line was a bytes object and a list slot: 45 bytes for 3 counted
