@@ -34,6 +34,7 @@ from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from ._constants import DRAIN_GRACE, READ_SIZE
 from ._http import MAX_ERROR_BODY, host_of, read_capped
+from ._transport import socket_of
 from .exceptions import (
     APIStatusError, APITimeoutError, FakeGptError, IncompleteStreamError, StreamError, detail_from_body, one_line,
 )
@@ -136,7 +137,7 @@ class Body:
         stall too). Python polls before every read of a socket that has a
         timeout: a system call more per read, about 4% of the CPU of a large
         stream. urllib3 sets the timeout again when the connection is next used."""
-        sock = getattr(self.connection, "sock", None)
+        sock = socket_of(self.connection)
         if sock is not None:
             try:
                 sock.settimeout(None)
@@ -149,7 +150,7 @@ class Body:
         True when the body ended cleanly."""
         if not self.chunked and getattr(self._raw, "length_remaining", None) is None:
             return False  # close-delimited: the connection cannot be reused anyway
-        sock = getattr(self.connection, "sock", None)
+        sock = socket_of(self.connection)
         if sock is None:
             return False
         try:

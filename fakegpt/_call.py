@@ -40,9 +40,11 @@ _CONVERSATION = "/api/conversation"
 _live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for interpreter exit
 
 
-class _Aborted(FakeGptError):
-    """Raised inside the transport for an aborted call: ends its request or
-    its login at once. Never reaches the caller: an aborted call ends quietly."""
+class _CallEnded(FakeGptError):
+    """Raised inside the transport for a call aborted or past its deadline:
+    ends its request or its login at once, before anything more is sent.
+    Never reaches the caller: an aborted call ends quietly, an expired one
+    with its :class:`~fakegpt.APITimeoutError`."""
 
 
 class Engine:
@@ -166,10 +168,14 @@ class Call:
     def connection_used(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
-            aborted = self.aborted
-        if aborted:
+            ended = self.ended()
+        if ended:
             hang_up(connection)
-            raise _Aborted("the call was aborted")  # the request is not sent (or its answer not awaited)
+            raise _CallEnded("the call has ended")  # the request is not sent (or its answer not awaited)
+
+    def ended(self) -> bool:
+        """Aborted, or past its deadline: nothing more is sent for the call."""
+        return self.aborted or self.expired is not None
 
     def pause(self, seconds: float) -> None:
         """Back off between retries, waking up at once on :meth:`abort`."""
@@ -214,7 +220,8 @@ class Call:
         engine = self._engine
         for fresh_login in (False, True):
             with watching(self):
-                token = engine.token.get(stop=lambda: self.aborted)
+                # A login led by a call that ended is "interrupted": its waiters log in themselves.
+                token = engine.token.get(stop=self.ended)
             self.check_expired()
             if token is None or self.aborted:
                 return None
@@ -273,10 +280,10 @@ class Call:
                 self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
             else:
                 self.decoders.append(reader.decoder)
-            aborted = self.aborted
+            ended = self.ended()
         if previous is not None:
             previous.close()
-        if aborted:
+        if ended:
             hang_up(reader.body.connection)
 
     # -- what the call knows about the reply -----------------------------------

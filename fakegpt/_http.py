@@ -18,6 +18,7 @@ import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from ._capped import read_capped as capped
@@ -188,7 +189,9 @@ def describe(error: BaseException) -> str:
             text = noise.sub("", text)
         text = text.strip(" :'\"(),") or type(error).__name__
     text = one_line(text, 200)
-    return f"could not use the proxy: {text}" if proxy else text
+    if not proxy:
+        return text
+    return "could not use the proxy: " + text.replace("(is the server running?)", "(is the proxy running?)")
 
 
 def _chain(error: BaseException) -> List[BaseException]:
@@ -206,7 +209,25 @@ def _chain(error: BaseException) -> List[BaseException]:
 
 
 def _is_proxy_error(error: BaseException) -> bool:
-    return any(type(e).__name__ == "ProxyError" for e in _chain(error))
+    """urllib3's ProxyError (an HTTP proxy), or a failure to connect through
+    a SOCKS proxy: there the proxy is what the connection reached, or not."""
+    for link in _chain(error):
+        if type(link).__name__ == "ProxyError":
+            return True
+        # (vars(): urllib3 2's NewConnectionError.pool is a property that warns.)
+        connection = vars(link).get("conn", vars(link).get("pool"))
+        if connection is not None and _is_socks(connection) and isinstance(
+                link, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+            return True
+    return False
+
+
+def _is_socks(connection: Any) -> bool:
+    try:
+        from urllib3.contrib.socks import SOCKSConnection
+    except ImportError:  # no PySocks: no SOCKS proxy either
+        return False
+    return isinstance(connection, SOCKSConnection)
 
 
 def _innermost_text(error: BaseException) -> str:

@@ -40,7 +40,9 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
-__all__ = ["Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "is_loopback", "watching"]
+__all__ = [
+    "Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of", "watching",
+]
 
 
 class ConnectionWatcher(Protocol):
@@ -80,11 +82,19 @@ def back_off(seconds: float) -> None:
         watcher.pause(seconds)
 
 
+def socket_of(connection: Any) -> Any:
+    """The socket a connection reads, or ``None``: its ``sock``, or, once
+    http.client has let go of it (a response that closes the connection
+    keeps the socket only in its own reader), the socket it connected."""
+    sock = getattr(connection, "sock", None)
+    return sock if sock is not None else getattr(connection, "_fakegpt_socket", None)
+
+
 def hang_up(connection: Any) -> None:
     """Shut a connection's socket down: a thread blocked reading it returns at
     once and the server sees the connection end. Safe from any thread, on a
     closed or not yet connected connection too."""
-    sock = getattr(connection, "sock", None)
+    sock = socket_of(connection)
     for _ in range(4):  # TLS inside an https:// proxy's TLS: urllib3's SSLTransport wraps a socket
         if sock is None:
             return
@@ -102,12 +112,16 @@ class _Watching:
     """Mixin for urllib3's connection classes (see the module docstring)."""
 
     _fakegpt_connections: "weakref.WeakSet[Any]"
+    _fakegpt_socket: Any = None
 
     def connect(self) -> None:
         watcher = _current.get()
         if watcher is not None:  # before the TCP (and TLS) handshake: an aborted call connects nothing
             watcher.connection_used(self)
         super().connect()  # type: ignore[misc]
+        self._fakegpt_socket = self.sock  # type: ignore[attr-defined]  # see socket_of()
+        if watcher is not None:  # aborted during the handshake: hung up now, and nothing is sent
+            watcher.connection_used(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._fakegpt_connections.add(self)

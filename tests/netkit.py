@@ -26,6 +26,7 @@ class _Listener:
         self._lock = threading.Lock()
         self.accepted = 0
         self.closed = 0  # connections that ended (the client's side)
+        self.forwarded = 0  # bytes relayed from clients to the servers behind
         self.changed = threading.Condition(self._lock)
 
     @property
@@ -111,6 +112,9 @@ class _Listener:
                     data = src.recv(65536)
                     if not data:
                         return
+                    if src is a:
+                        with self._lock:
+                            self.forwarded += len(data)
                     (b if src is a else a).sendall(data)
         except (OSError, ValueError):
             return
@@ -172,11 +176,16 @@ class ConnectProxy(_Listener):
 
 
 class Socks5Proxy(_Listener):
-    """A SOCKS5 proxy (no authentication, CONNECT only)."""
+    """A SOCKS5 proxy (no authentication, CONNECT only). With *hold*, it
+    answers each greeting only once ``release`` is set (``greeted`` is set
+    when one arrived): a handshake that takes as long as a test wants."""
 
-    def __init__(self):
+    def __init__(self, hold=False):
         super().__init__()
         self.tunnels = []
+        self.greeted, self.release = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
 
     @property
     def url(self):
@@ -194,6 +203,8 @@ class Socks5Proxy(_Listener):
 
         _, methods = read(2)
         read(methods)
+        self.greeted.set()
+        self.release.wait(30)
         conn.sendall(b"\x05\x00")
         _, command, _, kind = read(4)
         if kind == 1:
