@@ -25,7 +25,8 @@ healthy call beside streams from a server dribbling a byte every 0.5 s: a raw
 server in the emulator's process) and backpressure (peak memory with a
 consumer 10x slower than the stream, in a fresh process); and hangup
 (``abort()`` and ``break`` to the server seeing the hang-up, direct, over
-TLS, and through CONNECT, https and SOCKS5 proxies).
+TLS, through CONNECT, https and SOCKS5 proxies, and on a close-delimited
+body).
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ EMULATORS = {
     "v1": {"format": "v1"},
     "gzip": {"compress": "gzip"},
     "slow": {"delay": 0.05},
+    "slow-close": {"delay": 0.05, "chunked": False},
     "tick": {"delay": 0.02},
     "tick-close": {"delay": 0.02, "chunked": False},
     "lag": {"delay": 0.005},
@@ -821,8 +823,9 @@ def backpressure(server: Server, words: int) -> None:
 def hangup(server: Server, samples: int) -> None:
     """``abort()`` and ``break`` to the server seeing the hang-up, on every kind
     of connection: direct, TLS (a self-signed CA), an HTTP CONNECT proxy, an
-    https proxy (TLS in TLS) and SOCKS5. The TLS front and the proxies run
-    in this process (tests/netkit.py); the server is the slow emulator."""
+    https proxy (TLS in TLS), SOCKS5, and a close-delimited body. The TLS
+    front and the proxies run in this process (tests/netkit.py); the server
+    is the slow emulator."""
     try:
         import socks  # noqa: F401 - PySocks, for requests' SOCKS support
         import trustme
@@ -842,13 +845,13 @@ def hangup(server: Server, samples: int) -> None:
     ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
     prompt = [{"role": "user", "content": "words 60"}]  # 3 s at 50 ms a word: never ends by itself here
 
-    def one(client: fakegpt.Client, how: str) -> float:
+    def one(client: fakegpt.Client, how: str, emulator: str) -> float:
         """Read 3 deltas, leave (from another thread while the reader blocks,
         for abort; between deltas, as a for loop's break does, for close)."""
         stream = client.stream(prompt)
         for _ in range(3):
             next(stream)
-        server.ask("hangups", "slow")  # forget any earlier one
+        server.ask("hangups", emulator)  # forget any earlier one
         if how == "abort":
             reader = threading.Thread(target=lambda: list(stream))
             reader.start()
@@ -859,7 +862,7 @@ def hangup(server: Server, samples: int) -> None:
         else:
             started = time.monotonic()
             stream.close()
-        stamps = collect_hangups(server, "slow", 1, timeout=5.0)
+        stamps = collect_hangups(server, emulator, 1, timeout=5.0)
         return (stamps[0] - started) if stamps else math.inf
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -870,15 +873,17 @@ def hangup(server: Server, samples: int) -> None:
         https_proxy = stack.enter_context(ConnectProxy(context))
         socks5 = stack.enter_context(Socks5Proxy())
         stack.enter_context(mock.patch.dict(os.environ, {"REQUESTS_CA_BUNDLE": bundle}))  # as a user trusts a CA
-        kinds = {"direct": fakegpt.Client(url), "TLS": fakegpt.Client(tls.url),
-                 "CONNECT proxy": fakegpt.Client(tls.url, proxy=connect.url),
-                 "https proxy": fakegpt.Client(tls.url, proxy=https_proxy.url),
-                 "SOCKS5 proxy": fakegpt.Client(url, proxy=socks5.url)}
-        for kind, client in kinds.items():
+        kinds = {"direct": (fakegpt.Client(url), "slow"), "TLS": (fakegpt.Client(tls.url), "slow"),
+                 "CONNECT proxy": (fakegpt.Client(tls.url, proxy=connect.url), "slow"),
+                 "https proxy": (fakegpt.Client(tls.url, proxy=https_proxy.url), "slow"),
+                 "SOCKS5 proxy": (fakegpt.Client(url, proxy=socks5.url), "slow"),
+                 # a body that closes its connection: its socket is no longer the connection's
+                 "close-delimited": (fakegpt.Client(server.urls["slow-close"]), "slow-close")}
+        for kind, (client, emulator) in kinds.items():
             with client:
                 client.complete([{"role": "user", "content": "words 1"}])  # log in
                 for how, label in (("abort", "abort()"), ("close", "break")):
-                    worst = max(one(client, how) for _ in range(samples))
+                    worst = max(one(client, how, emulator) for _ in range(samples))
                     row(f"{label} to hang-up seen by server, {kind}, worst of {samples}", "ms", worst * 1000,
                         limit=100.0, kind="max")
 
