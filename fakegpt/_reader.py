@@ -54,10 +54,10 @@ class ReplyReader:
                 if not chunk:
                     break
                 for event, data in feed(chunk):
+                    if control.aborted:  # before decoding: the text kept is the text delivered
+                        return
                     control.progress_at = monotonic()
                     delta = decoder.feed(event, data)
-                    if control.aborted:
-                        return
                     if delta:
                         yield delta
                     if decoder.done:
