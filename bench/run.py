@@ -37,7 +37,6 @@ import math
 import multiprocessing
 import gc
 import os
-import re
 import socket
 import statistics
 import sys
@@ -52,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fakegpt  # noqa: E402
 from fakegpt import FakeGpt  # noqa: E402
 from fakegpt._protocol import conversation_body  # noqa: E402
+from tests.netkit import read_request  # noqa: E402 (the test suite's loopback kit)
 
 
 # -- the emulator process ---------------------------------------------------------------
@@ -124,19 +124,9 @@ class Trickle:
         try:
             with conn:
                 conn.settimeout(10)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    more = conn.recv(65536)
-                    if not more:
-                        return
-                    data += more
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head)
-                while length and len(body) < int(length.group(1)):
-                    more = conn.recv(65536)
-                    if not more:
-                        return
-                    body += more
+                head = read_request(conn)
+                if head is None:
+                    return
                 if not head.startswith(b"POST /api/conversation"):
                     conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     return

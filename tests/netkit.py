@@ -1,6 +1,7 @@
 """Real network middlemen on loopback, for the tests: a TLS front for the
 emulator, an HTTP CONNECT proxy (plain or itself over TLS), a SOCKS5 proxy,
-and a server that accepts a request and never answers.
+and a server that accepts a request and never answers; and
+:func:`read_request`, for hand-written servers.
 
 Each is a context manager listening on ``127.0.0.1`` (port 0), one thread
 per connection, relaying bytes both ways; when one side ends, the other is
@@ -11,6 +12,28 @@ import socket
 import ssl
 import struct
 import threading
+
+
+def read_request(conn):
+    """Read one HTTP request whole, its Content-Length body too; its head, or
+    ``None`` if the client went away first. A server that closes with request
+    bytes unread makes the kernel reset the connection, which can destroy
+    the reply's last bytes before the client reads them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        body += more
+    return head
 
 
 class _Listener:

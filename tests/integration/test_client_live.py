@@ -12,6 +12,7 @@ import fakegpt
 from fakegpt.emulator import Emulator, default_responder
 
 from ..conftest import at_once
+from ..netkit import read_request
 
 MESSAGES = [{"role": "user", "content": "Tell me about streams"}]
 EXPECTED = default_responder("Tell me about streams")
@@ -382,26 +383,6 @@ class RawServer:
 
     def close(self):
         self.sock.close()
-
-
-def read_request(conn):
-    """Read one request whole (its Content-Length body too): a server that
-    closes with request bytes unread makes the kernel reset the connection,
-    which can destroy the reply's last bytes before the client reads them."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        more = conn.recv(65536)
-        if not more:
-            return
-        data += more
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length:")), 0)
-    while len(body) < length:
-        more = conn.recv(65536)
-        if not more:
-            return
-        body += more
 
 
 def chunk(data: bytes) -> bytes:

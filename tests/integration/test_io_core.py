@@ -264,8 +264,8 @@ def check_ended_early(emulator, delivered, stream=None):
     assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10)
 
 
-@pytest.mark.parametrize("over", ["direct", "tls"])
-def test_abort_mid_stream_of_a_body_that_closes_its_connection(close_delimited, over, trust):
+@pytest.mark.parametrize("how, over", [("abort", "direct"), ("abort", "tls"), ("client.close", "direct")])
+def test_abort_or_close_ends_a_body_that_closes_its_connection(close_delimited, how, over, trust):
     with contextlib.ExitStack() as stack:
         url = close_delimited.url
         if over == "tls":
@@ -273,20 +273,10 @@ def test_abort_mid_stream_of_a_body_that_closes_its_connection(close_delimited, 
         client = stack.enter_context(fakegpt.Client(url, timeout=(5, 60)))
         stream = client.stream(LONG)
         reader, delivered = read_in_a_thread(stream)
-        stream.abort()
+        stream.abort() if how == "abort" else client.close()
         reader.join(10)
         assert not reader.is_alive()
         check_ended_early(close_delimited, delivered, stream)
-
-
-def test_closing_the_client_ends_a_body_that_closes_its_connection(close_delimited):
-    client = fakegpt.Client(close_delimited.url, timeout=(5, 60))
-    stream = client.stream(LONG)
-    reader, delivered = read_in_a_thread(stream)
-    client.close()
-    reader.join(10)
-    assert not reader.is_alive()
-    check_ended_early(close_delimited, delivered, stream)
 
 
 def test_cancelling_a_task_ends_a_body_that_closes_its_connection(close_delimited):
