@@ -59,18 +59,27 @@ def body_error(error: BaseException) -> FakeGptError:
     return StreamError(f"could not read the stream: {type(error).__name__}")
 
 
+#: The content codings IANA registers (each transforms the bytes), but identity.
+_CODINGS = frozenset({"aes128gcm", "br", "compress", "dcb", "dcz", "deflate", "exi", "gzip", "pack200-gzip",
+                      "x-compress", "x-gzip", "zstd"})
+
+
 def undecodable(response: requests.Response) -> Optional[str]:
-    """Why *response*'s body cannot be decoded here (a ``Content-Encoding``
-    this urllib3 does not decode: ``br`` without a brotli package, say, or
-    ``compress``), or ``None``. Checked before reading: the bytes would
-    otherwise reach the event decoder as they are."""
+    """Why *response*'s body cannot be read here, from its ``Content-Encoding``,
+    or ``None``. urllib3 decodes the codings it knows; a header naming none
+    of them leaves the body as it is, which is right for a label that is no
+    compression (``none``, ``utf-8``) and wrong for one this urllib3 cannot
+    decode (``br`` without a brotli package, ``compress``): that is refused
+    here, before reading, rather than fed to the event decoder as noise. A
+    list mixing known and unknown codings is refused too: urllib3 takes an
+    unknown one for deflate (even ``identity``, in ``gzip, identity``)."""
     header = response.headers.get("Content-Encoding", "")
     known = getattr(response.raw, "CONTENT_DECODERS", None)
-    if header.strip().lower() in ("", "identity") or known is None:
+    codings = [coding.strip() for coding in header.lower().split(",") if coding.strip()]
+    if known is None or not codings:
         return None
-    # Every coding of a list must be known: urllib3 takes one it does not
-    # know for deflate (even "identity", in "gzip, identity").
-    if all(coding.strip().lower() in known for coding in header.split(",")):
+    decoded = [coding in known for coding in codings]
+    if all(decoded) or not any(decoded) and not any(coding in _CODINGS for coding in codings):
         return None
     return (f"the server sent the stream with Content-Encoding: {one_line(header, 60)}, which cannot be decoded "
             f"here (this urllib3 decodes {', '.join(known)})")

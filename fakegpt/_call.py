@@ -20,19 +20,20 @@ import logging
 import threading
 import time
 import weakref
-from typing import Any, Callable, Generator, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generator, Iterator, List, Mapping, Optional, Tuple
 
-from ._auth import AccessToken
 from ._body import Body, check_stream_response
-from ._http import Http, headers_for
+from ._http import headers_for
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
 from ._retry import make_retrying
 from ._transport import hang_up, watching
-from ._watchdog import watch
-from .exceptions import APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError, redact
+from .exceptions import APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError
 
-__all__ = ["Call", "Engine"]
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["Call"]
 
 logger = logging.getLogger("fakegpt")
 
@@ -45,47 +46,6 @@ class _CallEnded(FakeGptError):
     ends its request or its login at once, before anything more is sent.
     Never reaches the caller: an aborted call ends quietly, an expired one
     with its :class:`~fakegpt.APITimeoutError`."""
-
-
-class Engine:
-    """What the calls of one client share: its HTTP session, its access
-    token and its retry settings."""
-
-    def __init__(self, http: Http, token: AccessToken, max_retries: int,
-                 secrets: Callable[[], Iterable[Optional[str]]], *, deadline: Optional[float] = None,
-                 event_timeout: Optional[float] = None) -> None:
-        self.http = http
-        #: Seconds for a whole call, or ``None``.
-        self.deadline = deadline
-        #: The longest wait for the next event while a body is read, or ``None``.
-        self.event_timeout = event_timeout
-        self.token = token
-        self.max_retries = max_retries
-        self.secrets = secrets
-        #: Replaces the waits between retries (tests record them here).
-        self.sleep: Optional[Callable[[float], Any]] = None
-        self._calls: "weakref.WeakSet[Call]" = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def new_call(self) -> "Call":
-        call = Call(self)
-        with self._lock:
-            self._calls.add(call)
-        if self.deadline is not None or self.event_timeout is not None:
-            watch(call)
-        return call
-
-    def scrub(self, error: FakeGptError) -> FakeGptError:
-        scrubbed: FakeGptError = redact(error, self.secrets())
-        return scrubbed
-
-    def close(self) -> None:
-        """Abort every call still running, then close every connection."""
-        with self._lock:
-            calls = list(self._calls)
-        for call in calls:
-            call.abort()
-        self.http.close()
 
 
 class Call:
@@ -179,7 +139,15 @@ class Call:
 
     def pause(self, seconds: float) -> None:
         """Back off between retries, waking up at once on :meth:`abort`."""
+        self._forget_connection()  # the failed try's went back to the pool: another call may use it now
         self._wake.wait(seconds)
+
+    def _forget_connection(self) -> None:
+        """The request in flight was answered or failed, and its connection
+        went back to the pool: an abort must not hang up a connection that
+        may serve another call now."""
+        with self._lock:
+            self._connection = None
 
     # -- one request's deltas --------------------------------------------------
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
@@ -219,9 +187,12 @@ class Call:
               ) -> Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]]:
         engine = self._engine
         for fresh_login in (False, True):
-            with watching(self):
-                # A login led by a call that ended is "interrupted": its waiters log in themselves.
-                token = engine.token.get(stop=self.ended)
+            try:
+                with watching(self):
+                    # A login led by a call that ended is "interrupted": its waiters log in themselves.
+                    token = engine.token.get(stop=self.ended)
+            finally:
+                self._forget_connection()  # the login's requests are over
             self.check_expired()
             if token is None or self.aborted:
                 return None
@@ -258,11 +229,12 @@ class Call:
                 response = self._engine.http.open(
                     "POST", _CONVERSATION, what="POST /api/conversation", json=body,
                     headers=headers_for(token), allow_redirects=False)
+            check_stream_response(response)  # (a body read here can still be hung up)
         except FakeGptError:
+            self._forget_connection()  # the answer was read, its connection went back to the pool
             if self.aborted:  # the abort hung up before the answer came: end quietly
                 return
             raise
-        check_stream_response(response)
         reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
         self._attach(reader)
         deltas = reader.deltas()

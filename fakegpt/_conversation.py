@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Generator, Mapping, Optional
 
-from ._call import Call, Engine
+from ._call import Call
+from ._engine import Engine
 from ._protocol import DEFAULT_MODEL, ReplyDecoder, conversation_body, web_model
 from ._stream import Reply, Stream, drain
 

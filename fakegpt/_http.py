@@ -209,25 +209,29 @@ def _chain(error: BaseException) -> List[BaseException]:
 
 
 def _is_proxy_error(error: BaseException) -> bool:
-    """urllib3's ProxyError (an HTTP proxy), or a failure to connect through
-    a SOCKS proxy: there the proxy is what the connection reached, or not."""
+    """urllib3's ProxyError (an HTTP proxy), or a SOCKS proxy that could not
+    be reached or broke off. (A SOCKS proxy that answers that *it* could not
+    reach the server is not the proxy's failure: the server is named, as
+    without a proxy.)"""
     for link in _chain(error):
         if type(link).__name__ == "ProxyError":
             return True
-        # (vars(): urllib3 2's NewConnectionError.pool is a property that warns.)
-        connection = vars(link).get("conn", vars(link).get("pool"))
-        if connection is not None and _is_socks(connection) and isinstance(
-                link, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+        if isinstance(link, urllib3.exceptions.NewConnectionError) and _socks_proxy_failed(link):
             return True
     return False
 
 
-def _is_socks(connection: Any) -> bool:
+def _socks_proxy_failed(error: BaseException) -> bool:
+    """urllib3 raises *error* while handling PySocks' own, which says who failed."""
     try:
-        from urllib3.contrib.socks import SOCKSConnection
+        import socks  # type: ignore[import-untyped,unused-ignore]  # (PySocks ships no types)
     except ImportError:  # no PySocks: no SOCKS proxy either
         return False
-    return isinstance(connection, SOCKSConnection)
+    failure = error.__cause__ or error.__context__
+    if not isinstance(failure, socks.ProxyError):
+        return False
+    inner = failure.socket_err if failure.socket_err is not None else failure
+    return not isinstance(inner, (socks.SOCKS5Error, socks.SOCKS4Error, socks.HTTPError))  # the proxy's reply
 
 
 def _innermost_text(error: BaseException) -> str:

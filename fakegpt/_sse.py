@@ -161,15 +161,14 @@ class SSEDecoder:
             if end < 0:
                 if len(self._partial) + size - start > self._max_line:
                     self._too_large("a line", self._max_line)
-                self._partial += memoryview(chunk)[start:]
+                self._partial += chunk[start:] if start else chunk
                 break
             line = chunk[start:end]
             if self._partial:
                 if len(self._partial) + len(line) > self._max_line:
                     self._too_large("a line", self._max_line)
-                self._partial += line
-                line = bytes(self._partial)
-                self._partial = bytearray()
+                line = bytes(self._partial) + line
+                self._partial.clear()
             elif len(line) > self._max_line:
                 self._too_large("a line", self._max_line)
             self._line(line, events)

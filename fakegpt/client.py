@@ -9,7 +9,7 @@ import requests
 
 from ._auth import AccessToken, DeadTokens, SharedTokenLogin, new_session_password
 from ._cache import SessionCache, default_cache_path
-from ._call import Engine
+from ._engine import Engine
 from ._config import env_max_retries, env_session_cache, env_str, env_timeout
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LOGIN_TIMEOUT
 from ._conversation import Conversation

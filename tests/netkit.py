@@ -241,7 +241,11 @@ class Socks5Proxy(_Listener):
             conn.sendall(b"\x05\x07\x00\x01" + b"\0" * 6)
             return
         self.tunnels.append(f"{host}:{port}")
-        upstream = socket.create_connection((host, port))
+        try:
+            upstream = socket.create_connection((host, port))
+        except ConnectionRefusedError:
+            conn.sendall(b"\x05\x05\x00\x01" + b"\0" * 6)  # as a real proxy answers: connection refused
+            return
         conn.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", port))
         self.relay(conn, upstream)
 

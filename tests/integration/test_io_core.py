@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import gzip
+import logging
 import os
 import ssl
 import subprocess
@@ -173,6 +174,13 @@ def test_a_body_that_is_not_what_its_content_encoding_says_is_a_one_line_stream_
     assert arrivals == [] and type(error) is fakegpt.StreamError
     assert str(error) == ("could not decode the stream: received response with content-encoding: gzip, "
                           "but failed to decode it")
+
+
+@pytest.mark.parametrize("encoding", [b"none", b"utf-8", b"identity", b"identity, identity", b"Identity"])
+def test_a_content_encoding_that_is_no_compression_leaves_the_body_as_it_is(encoding):
+    # Labels seen in the wild on plain streams: read as they always were.
+    arrivals, error, _ = raw_stream(compressed_script(encoding, SSE_BODY, False))
+    assert error is None and [delta for delta, _ in arrivals] == ["Hello", " world"]
 
 
 @pytest.mark.parametrize("encoding", [b"compress", b"gzip, compress", b"gzip, identity"],
@@ -421,6 +429,44 @@ def test_a_deadline_during_the_login_ends_it_and_sends_nothing_more(answer):
         server.close()
 
 
+def test_aborting_a_call_in_its_back_off_never_hangs_up_another_call_on_its_old_connection():
+    # A's 503 try gave its connection back to the pool, and B streams on it now:
+    # A's abort must not reach it (the call once kept it as its request in flight).
+    slow_reply = " ".join(f"word{i}" for i in range(30))
+    backing_off = threading.Event()
+
+    class Retries(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("retrying"):
+                backing_off.set()
+
+    handler = Retries()
+    logger = logging.getLogger("fakegpt")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with Emulator(responder=lambda prompt: slow_reply, delay=0.01) as emulator, \
+                fakegpt.Client(emulator.url, timeout=(5, 30)) as client:
+            client.complete(MESSAGES)  # logged in; one connection in the pool
+            emulator.fail_next(503, {"detail": "busy"}, headers={"Retry-After": "30"})
+            a = client.stream(MESSAGES)
+            reader, outcome = threading.Thread(target=lambda: list(a)), []
+            reader.start()
+            assert backing_off.wait(10)
+            b = client.stream(MESSAGES)
+            received = [next(b)]  # on the connection A's try used
+            a.abort()
+            reader.join(10)
+            assert not reader.is_alive()
+            received.extend(b)
+            assert "".join(received) == slow_reply
+            assert emulator.open_connections == 1 and emulator.counts["disconnects"] == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
 def test_abort_during_a_retry_back_off(emulator):
     with fakegpt.Client(emulator.url) as client:
         client.complete(MESSAGES)
@@ -608,6 +654,22 @@ def test_a_missing_ca_bundle_is_a_one_line_connection_error(tls, monkeypatch, tm
             client.complete(MESSAGES)
     message = str(info.value)
     assert "GET /api/loads" in message and "\n" not in message and "OSError" not in message
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_a_socks_proxy_that_cannot_reach_the_server_names_the_server(scheme):
+    import socket
+
+    with socket.socket() as bound, Socks5Proxy() as proxy:  # the proxy answers 0x05, connection refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        with fakegpt.Client(f"http://127.0.0.1:{port}", proxy=proxy.url.replace("socks5h", scheme),
+                            max_retries=0) as client:
+            with pytest.raises(fakegpt.APIConnectionError) as info:
+                client.complete(MESSAGES)
+    assert type(info.value) is fakegpt.APIConnectionError
+    assert str(info.value) == (f"GET /api/loads to 127.0.0.1:{port} failed: "
+                               "the connection was refused (is the server running?)")
 
 
 @pytest.mark.parametrize("scheme", ["http", "socks5", "socks5h"])

@@ -1,0 +1,55 @@
+"""What the calls of one client share: the :class:`Engine`, which makes them."""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Callable, Iterable, Optional
+
+from ._auth import AccessToken
+from ._call import Call
+from ._http import Http
+from ._watchdog import watch
+from .exceptions import FakeGptError, redact
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """What the calls of one client share: its HTTP session, its access
+    token and its retry settings."""
+
+    def __init__(self, http: Http, token: AccessToken, max_retries: int,
+                 secrets: Callable[[], Iterable[Optional[str]]], *, deadline: Optional[float] = None,
+                 event_timeout: Optional[float] = None) -> None:
+        self.http = http
+        #: Seconds for a whole call, or ``None``.
+        self.deadline = deadline
+        #: The longest wait for the next event while a body is read, or ``None``.
+        self.event_timeout = event_timeout
+        self.token = token
+        self.max_retries = max_retries
+        self.secrets = secrets
+        #: Replaces the waits between retries (tests record them here).
+        self.sleep: Optional[Callable[[float], Any]] = None
+        self._calls: "weakref.WeakSet[Call]" = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def new_call(self) -> Call:
+        call = Call(self)
+        with self._lock:
+            self._calls.add(call)
+        if self.deadline is not None or self.event_timeout is not None:
+            watch(call)
+        return call
+
+    def scrub(self, error: FakeGptError) -> FakeGptError:
+        scrubbed: FakeGptError = redact(error, self.secrets())
+        return scrubbed
+
+    def close(self) -> None:
+        """Abort every call still running, then close every connection."""
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            call.abort()
+        self.http.close()
