@@ -138,7 +138,8 @@ class Call:
         return self.aborted or self.expired is not None
 
     def pause(self, seconds: float) -> None:
-        """Back off between retries, waking up at once on :meth:`abort`."""
+        """Back off between retries, waking up at once when the call ends
+        (:meth:`abort`, or the watchdog's :meth:`expire`)."""
         self._forget_connection()  # the failed try's went back to the pool: another call may use it now
         self._wake.wait(seconds)
 
@@ -180,8 +181,7 @@ class Call:
                 error.partial_text = self.text
             raise self._engine.scrub(error)
         finally:
-            with self._lock:
-                self._connection = None
+            self._forget_connection()
 
     def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]
               ) -> Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]]:

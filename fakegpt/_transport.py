@@ -10,9 +10,9 @@ What they add to the defaults, and through which public hook:
   urllib3 chose for it (plain, TLS, SOCKS), through urllib3's documented
   ``ConnectionCls`` attribute. That class's ``connect()`` and ``request()``
   tell the call in progress (a context variable, see :func:`watching`)
-  which connection it got, and a call aborted already refuses it there:
-  nothing more is connected or sent for it, a retry of the login's
-  included. The connection joins the adapter's set, so
+  which connection it got, and a call that has ended (aborted, or past its
+  deadline) refuses it there: nothing more is connected or sent for it, a
+  retry of the login's included. The connection joins the adapter's set, so
   :meth:`Adapter.close` really closes every socket (urllib3 2's
   ``PoolManager.clear()`` leaves pooled connections open).
 * **No ~/.netrc credentials.** requests replaces the request's
@@ -51,11 +51,11 @@ class ConnectionWatcher(Protocol):
     def connection_used(self, connection: Any) -> None:
         """*connection* (an urllib3 connection) is connecting for, or carries,
         this call's request now. Raises (a :class:`~fakegpt.FakeGptError`)
-        when the call was aborted: the connection is hung up, and nothing
-        more is connected or sent."""
+        when the call has ended (aborted, or past its deadline): the
+        connection is hung up, and nothing more is connected or sent."""
 
     def pause(self, seconds: float) -> None:
-        """Wait *seconds* before a retry; return at once if the call is aborted."""
+        """Wait *seconds* before a retry; return at once if the call ends."""
 
 
 _current: "contextvars.ContextVar[Optional[ConnectionWatcher]]" = contextvars.ContextVar(
