@@ -17,7 +17,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 from ..exceptions import FakeGptError
 from ._args import build_parser
 from ._chat import Run, UsageError, chat
-from ._output import OutputError, OutputGone, silence_stdout, write_out
+from ._output import OutputError, OutputGone, output_failure, silence_stdout, write_out
 from ._serve import serve
 
 __all__ = ["main"]
@@ -37,6 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if done.code == 0:
             return _flushed()
         raise
+    except OSError as error:  # Python 3.9's argparse lets a failed write of --help through
+        return _output_failed(output_failure(error))
     with _debug_logging(args.debug):
         return _run(args, commands[args.command])
 

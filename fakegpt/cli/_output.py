@@ -10,7 +10,7 @@ from typing import Optional
 
 from .._stream import Stream
 
-__all__ = ["OutputError", "OutputGone", "Spinner", "print_stream", "silence_stdout", "write_out"]
+__all__ = ["OutputError", "OutputGone", "Spinner", "output_failure", "print_stream", "silence_stdout", "write_out"]
 
 
 class OutputGone(Exception):
@@ -30,14 +30,19 @@ def write_out(text: str) -> None:
     try:
         out.write(text)
         out.flush()
-    except BrokenPipeError:
-        raise OutputGone() from None
     except UnicodeEncodeError as error:
         encoding = getattr(out, "encoding", None) or "its encoding"
         raise OutputError(f"standard output ({encoding}) cannot show {error.object[error.start:error.end]!a}; "
                           "try PYTHONIOENCODING=utf-8") from None
     except OSError as error:
-        raise OutputError(f"cannot write to standard output: {error.strerror or error}") from None
+        raise output_failure(error) from None
+
+
+def output_failure(error: OSError) -> Exception:
+    """What a failed write to standard output means: :class:`OutputGone` or :class:`OutputError`."""
+    if isinstance(error, BrokenPipeError):
+        return OutputGone()
+    return OutputError(f"cannot write to standard output: {error.strerror or error}")
 
 
 def silence_stdout() -> None:
