@@ -1,5 +1,7 @@
 """The gpt4free compatibility matrix: one nox session, and one venv, per g4f
-release; and the test suite once more on urllib3 1.26 (session ``urllib3-1.26``).
+release; the test suite once more on urllib3 1.26 (session ``urllib3-1.26``),
+and on the oldest and the newest Python fakegpt supports (``tests-3.9``,
+``tests-3.13``; the main run is on the machine's ``python3``).
 
     pip install -e '.[matrix]' && nox            # every session (.ci/run does this)
     nox -s g4f-0.5.0.1                           # one release
@@ -20,6 +22,8 @@ import nox
 
 #: The releases checked; the newest is pinned to the exact version tested.
 G4F_VERSIONS = ("0.2.0.9", "0.5.0.1", "0.5.3.1", "8.8.6")
+#: The oldest and the newest Python supported (setup.cfg's python_requires, and its classifiers).
+PYTHONS = ("3.9", "3.13")
 JUPYTER = ("nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6.20")
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +32,8 @@ WHEELS = os.path.join(ROOT, ".nox", "_wheels")
 REPORTS = os.path.join(ROOT, ".nox", "_reports")
 
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["urllib3-1.26"] + [f"g4f-{version}" for version in G4F_VERSIONS]
+nox.options.sessions = (["urllib3-1.26"] + [f"tests-{python}" for python in PYTHONS]
+                        + [f"g4f-{version}" for version in G4F_VERSIONS])
 nox.options.error_on_missing_interpreters = True
 
 _built = []  # the fakegpt wheel of this nox run
@@ -74,6 +79,14 @@ for _version in G4F_VERSIONS:
 
     _session.__doc__ = f"fakegpt.FakeGpt with g4f=={_version}: every entry point, and a Jupyter kernel."
     nox.session(name=f"g4f-{_version}")(_session)
+
+
+@nox.session(python=list(PYTHONS))
+def tests(session):
+    """The whole test suite on this Python."""
+    session.install("-e", f"{ROOT}[test]")
+    session.chdir(ROOT)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(name="urllib3-1.26")
