@@ -17,6 +17,7 @@ runs and pip's download cache is left on, so a second run installs nothing new.
 import glob
 import os
 import shutil
+import subprocess
 
 import nox
 
@@ -81,12 +82,27 @@ for _version in G4F_VERSIONS:
     nox.session(name=f"g4f-{_version}")(_session)
 
 
-@nox.session(python=list(PYTHONS))
-def tests(session):
-    """The whole test suite on this Python."""
-    session.install("-e", f"{ROOT}[test]")
-    session.chdir(ROOT)
-    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+def interpreter(version):
+    """python{version}: from PATH when it runs there (a pyenv shim of a version
+    that is not selected does not), else pyenv's install of it, else the bare
+    version (nox then reports it missing)."""
+    name = f"python{version}"
+    found = shutil.which(name)
+    if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+        return found
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    installed = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", name)))
+    return installed[-1] if installed else version
+
+
+for _python in PYTHONS:
+    def _tests(session):
+        session.install("-e", f"{ROOT}[test]")
+        session.chdir(ROOT)
+        session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+    _tests.__doc__ = f"The whole test suite on Python {_python}."
+    nox.session(name=f"tests-{_python}", python=interpreter(_python))(_tests)
 
 
 @nox.session(name="urllib3-1.26")
