@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fakegpt  # noqa: E402
 from fakegpt import FakeGpt  # noqa: E402
 from fakegpt._protocol import conversation_body  # noqa: E402
-from tests.netkit import read_request  # noqa: E402 (the test suite's loopback kit)
+from tests.netkit import ConnectProxy, Socks5Proxy, TlsFront, read_request  # noqa: E402 (the tests' loopback kit)
 
 
 # -- the emulator process ---------------------------------------------------------------
@@ -809,7 +809,6 @@ def backpressure(server: Server, words: int) -> None:
     row(f"{name}: its time", "wall", slow, "full speed", fast, kind="info", ratio=slow / fast)
 
 
-# -- the report --------------------------------------------------------------------------------
 def hangup(server: Server, samples: int) -> None:
     """``abort()`` and ``break`` to the server seeing the hang-up, on every kind
     of connection: direct, TLS (a self-signed CA), an HTTP CONNECT proxy, an
@@ -819,7 +818,6 @@ def hangup(server: Server, samples: int) -> None:
     try:
         import socks  # noqa: F401 - PySocks, for requests' SOCKS support
         import trustme
-        from tests.netkit import ConnectProxy, Socks5Proxy, TlsFront
     except ImportError as missing:  # the test extra brings them
         print(f"hangup: skipped ({missing})", file=sys.stderr)
         return
@@ -878,6 +876,7 @@ def hangup(server: Server, samples: int) -> None:
                         limit=100.0, kind="max")
 
 
+# -- the report --------------------------------------------------------------------------------
 def report(check: bool) -> int:
     missed = 0
     print(f"{'workload':58} {'fakegpt':>10} {'baseline':>21} {'ratio':>7} {'target':>9}  ok")

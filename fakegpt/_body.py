@@ -79,7 +79,7 @@ def undecodable(response: requests.Response) -> Optional[str]:
     if known is None or not codings:
         return None
     decoded = [coding in known for coding in codings]
-    if all(decoded) or not any(decoded) and not any(coding in _CODINGS for coding in codings):
+    if all(decoded) or (not any(decoded) and not any(coding in _CODINGS for coding in codings)):
         return None
     return (f"the server sent the stream with Content-Encoding: {one_line(header, 60)}, which cannot be decoded "
             f"here (this urllib3 decodes {', '.join(known)})")

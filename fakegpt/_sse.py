@@ -188,7 +188,7 @@ class SSEDecoder:
         events: List[Event] = []
         if self._partial:
             line = bytes(self._partial)
-            self._partial = bytearray()
+            self._partial.clear()
             self._line(line, events)
         self._line(b"", events)
         return events

@@ -129,7 +129,7 @@ class _Watching:
         if watcher is not None:
             watcher.connection_used(self)
         super().request(*args, **kwargs)  # type: ignore[misc]
-        if watcher is not None:  # connected now: an abort during the connect can hang up
+        if watcher is not None:  # aborted while the request went out: hung up now, no answer awaited
             watcher.connection_used(self)
 
 

@@ -390,6 +390,13 @@ def test_cancelling_a_task_during_its_login_hangs_up_and_sends_nothing_more():
         assert silent.accepted == 1 and silent.requests == 1
 
 
+def assert_no_second_connection(server):
+    """The RawServer took one connection; none waits in its backlog."""
+    server.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        server.sock.accept()
+
+
 def test_abort_during_the_logins_retry_back_off_ends_it_and_sends_nothing_more():
     busy = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 20\r\nContent-Type: text/plain\r\n"
             b"Content-Length: 4\r\n\r\nbusy")
@@ -405,9 +412,7 @@ def test_abort_during_the_logins_retry_back_off_ends_it_and_sends_nothing_more()
             stream.abort()
             reader.join(10)
             assert not reader.is_alive() and outcome == [[]]
-            server.sock.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                server.sock.accept()  # no second connection: the retry was never made
+            assert_no_second_connection(server)  # the retry was never made
     finally:
         server.close()
 
@@ -422,9 +427,7 @@ def test_a_deadline_during_the_login_ends_it_and_sends_nothing_more(answer):
             with pytest.raises(fakegpt.APITimeoutError) as info:
                 client.complete(MESSAGES)
         assert str(info.value) == "the call took longer than its deadline (1 s)"
-        server.sock.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            server.sock.accept()  # no second connection: no retry of the login after the deadline
+        assert_no_second_connection(server)  # no retry of the login after the deadline
     finally:
         server.close()
 
