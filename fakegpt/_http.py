@@ -191,7 +191,10 @@ def describe(error: BaseException) -> str:
     text = one_line(text, 200)
     if not proxy:
         return text
-    return "could not use the proxy: " + text.replace("(is the server running?)", "(is the proxy running?)")
+    for server, the_proxy in (("(is the server running?)", "(is the proxy running?)"),
+                              ("the server's TLS certificate", "the proxy's TLS certificate")):
+        text = text.replace(server, the_proxy)
+    return "could not use the proxy: " + text
 
 
 def _chain(error: BaseException) -> List[BaseException]:
