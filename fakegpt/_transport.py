@@ -161,7 +161,7 @@ class Adapter(HTTPAdapter):
         would leave it unverified because the URL is not ``https``."""
         if getattr(conn, "scheme", None) == "https" and not url.lower().startswith("https:"):
             url = "https:" + url.partition(":")[2]
-        super().cert_verify(conn, url, verify, cert)
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def _watched(self, base: type) -> Type[Any]:
         with self._classes_lock:
