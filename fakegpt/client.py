@@ -84,7 +84,9 @@ class Client:
     ``proxy=""`` ignores ``FAKEGPT_PROXY`` (requests still applies
     ``HTTP(S)_PROXY``, except to a loopback server such as the emulator).
     Credentials in *base_url* (``https://user:pw@host``) are sent as HTTP
-    Basic auth, as requests does, and never shown (``***@host``).
+    Basic auth (the ``Authorization`` header) on every request, for a
+    server behind a password-protected gate; the access token then goes in
+    ``X-Authorization`` only. They are never shown (``***@host``).
 
     The client is thread-safe: one ``requests.Session`` (its connection pool
     and cookie jar lock internally) serves every thread, and the first

@@ -394,6 +394,25 @@ def test_url_credentials_never_go_in_the_referer(fakegpt_emulator):
     assert referers and leaks(referers) == []
 
 
+def test_url_credentials_are_sent_as_basic_auth_on_every_request(fakegpt_emulator, scan, caplog):
+    caplog.set_level(logging.DEBUG)
+    url = fakegpt_emulator.url.replace("http://", f"http://alice:{URL_PASSWORD}@")
+    basic = "Basic " + base64.b64encode(f"alice:{URL_PASSWORD}".encode()).decode()
+    with fakegpt.Client(url, session_password=PASSWORD) as client:
+        assert client.complete(MESSAGES).startswith("Hello!")
+        scan(repr(client), client.base_url)
+    sent = fakegpt_emulator.requests
+    assert [r.path.split("?")[0] for r in sent] == ["/api/loads", "/auth/login", "/api/auth/session",
+                                                    "/api/conversation"]
+    assert all(r.headers.get("Authorization") == basic for r in sent)
+    assert sent[-1].headers["X-Authorization"].startswith("Bearer emu-")  # the token, where the protocol reads it
+    SECRETS["basic credentials"] = basic.split()[1]
+    try:
+        scan.check()
+    finally:
+        del SECRETS["basic credentials"]
+
+
 def test_an_access_token_with_a_newline_is_stripped_or_refused_before_any_request(server, scan):
     server.conversation()
     try:
