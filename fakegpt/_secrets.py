@@ -290,7 +290,7 @@ def install(name: str) -> None:
 
 # A logger's filters do not apply to its children's records: each fakegpt logger gets one.
 # urllib3 logs, e.g., "Failed to parse headers ... unparsed data" with what the server sent (an echoed token).
-for _name in ("fakegpt", "fakegpt.emulator", "urllib3", "urllib3.connection", "urllib3.connectionpool",
+for _name in ("fakegpt", "fakegpt.emulator", "fakegpt.emulator.access", "urllib3", "urllib3.connection", "urllib3.connectionpool",
               "urllib3.response", "urllib3.poolmanager", "urllib3.util.retry"):
     install(_name)
 del _name

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import requests
@@ -10,7 +11,7 @@ import requests
 from ._auth import AccessToken, DeadTokens, SharedTokenLogin, new_session_password
 from ._cache import SessionCache, default_cache_path
 from ._engine import Engine
-from ._config import env_max_retries, env_session_cache, env_str, env_timeout
+from ._config import env_max_retries, env_session_cache, env_str, env_timeout, setting_problems
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LOGIN_TIMEOUT
 from ._conversation import Conversation
 from ._http import Answer, Http, Timeout
@@ -106,6 +107,8 @@ class Client:
         login_timeout: Timeout = LOGIN_TIMEOUT,
         deadline: Optional[float] = None,
     ) -> None:
+        for problem in setting_problems():  # (FAKEGPT_LOG, read at import): said once, by the first client
+            warnings.warn(problem, stacklevel=2)
         if base_url is None:
             base_url = env_str("FAKEGPT_BASE_URL") or DEFAULT_BASE_URL
         url = check_base_url(base_url)
