@@ -130,7 +130,14 @@ def public_bases(app, name, obj, options, bases):
     import collections.abc
     import typing
 
-    bases[:] = [typing.Generator if base is collections.abc.Generator else base for base in bases]
+    def public(base):
+        if base is collections.abc.Generator:
+            return typing.Generator
+        if typing.get_origin(base) is collections.abc.Generator:  # Generator[str, None, None]
+            return typing.Generator[typing.get_args(base)]
+        return base
+
+    bases[:] = [public(base) for base in bases]
 
 
 def no_class_rtype(app, domain, objtype, contentnode):

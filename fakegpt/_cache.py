@@ -8,7 +8,16 @@ owned by someone else, or open to others is ignored with a
 :class:`SessionCacheWarning`, never a crash; the next login rewrites it. A
 path that is not a regular file (a directory, a FIFO, a device) is never
 waited on nor replaced: it is ignored with a warning, and the client goes
-on without the cache.
+on without the cache. So is a cache directory that belongs to another user
+or that others may write to, and a lock file or cache file that is a
+symbolic link (both are opened with ``O_NOFOLLOW``: a planted link makes
+nothing where it points). The lock is waited on for at most
+:attr:`SessionCache.lock_timeout` seconds: past that (another process holds
+it), a ``fakegpt`` logging warning says so and this cache object goes on
+without the file. Temporary files that a killed writer left (each holds a
+token) are removed by the next writer, under the lock. The file is only
+written when there is something to save: a login, a password claimed for
+one, a dead token; reading it creates nothing.
 
 An entry, per server: ``{"access_token", "session_password", "cookies":
 [{"name", "value", "domain", "path", "secure", "expires"}], "saved_at",
@@ -27,19 +36,22 @@ import sys
 import tempfile
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
 from ._cache_checks import (
     SECRET,
     dead_tokens_of,
+    directory_problem,
     entry_problem,
     newest,
     not_replaceable,
     read_at_most,
+    sweep_temporary_files,
     untrusted,
 )
+from ._cache_lock import Unusable, locked
 from ._secrets import redact_url
 
 __all__ = ["SessionCache", "SessionCacheWarning", "default_cache_path"]
@@ -48,12 +60,6 @@ logger = logging.getLogger("fakegpt")
 _FORMAT = "fakegpt-session-cache/1"
 #: A cache file larger than this is not read (a real one holds a few KB per server).
 _MAX_FILE = 8 * 1024 * 1024
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 
 class SessionCacheWarning(UserWarning):
     """The session cache file could not be used (it is then ignored)."""
@@ -74,8 +80,12 @@ def default_cache_path() -> str:
 class SessionCache:
     """The cache file at *path* (see the module's description)."""
 
+    #: Seconds to wait for the lock that another process holds, before going on without the cache.
+    lock_timeout: float = 10.0
+
     def __init__(self, path: "os.PathLike[str] | str") -> None:
         self.path = os.path.abspath(os.fspath(path))
+        self._unusable: Optional[str] = None  # why this cache is not used any more (said once)
 
     def __repr__(self) -> str:
         return f"<fakegpt SessionCache {self.path!r}>"
@@ -87,6 +97,12 @@ class SessionCache:
         if entry is None or entry["access_token"] is None:
             return None
         return entry
+
+    def saved_password(self, base_url: str) -> Optional[str]:
+        """The isolation password saved for *base_url*, if a valid one is (reading only)."""
+        raw = self._read(quiet=True).get(base_url)
+        saved = raw.get("session_password") if isinstance(raw, dict) else None
+        return saved if isinstance(saved, str) and SECRET.match(saved) else None
 
     def claim_password(self, base_url: str, proposed: str) -> str:
         """The isolation password every process using this cache shares for
@@ -192,32 +208,62 @@ class SessionCache:
         """Under the lock, let *change* edit the servers' entries, and write them
         back when it returns true. ``False`` (and a warning) when the file could
         not be written: the cache is then only an optimisation lost."""
+        if self._unusable is not None:
+            return False
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            with self._locked(directory):
+            self._check_directory()
+            with locked(directory, self.lock_timeout):
                 problem = not_replaceable(self.path)
                 if problem:
                     warnings.warn(f"could not write the session cache {self.path}: it {problem}",
                                   SessionCacheWarning, stacklevel=4)
                     return False
+                sweep_temporary_files(directory)  # a killed writer's, each holding a token
                 sessions = self._read(quiet=True)
                 if change(sessions):
                     self._write({"format": _FORMAT, "sessions": sessions}, directory)
+        except Unusable as unusable:
+            self._give_up(unusable)
+            return False
         except OSError as error:
             warnings.warn(f"could not write the session cache {self.path}: {error}", SessionCacheWarning,
                           stacklevel=4)
             return False
         return True
 
+    def _check_directory(self) -> None:
+        """Raise :class:`Unusable` if the directory is not safe to use."""
+        problem = directory_problem(os.path.dirname(self.path))
+        if problem:
+            raise Unusable(f"its directory {problem}")
+
+    def _give_up(self, unusable: Unusable) -> None:
+        """Stop using this cache, and say why (once)."""
+        if self._unusable is not None:
+            return
+        self._unusable = why = str(unusable)
+        if unusable.busy:  # not a misconfiguration: another process is slow, or stuck
+            logger.warning("not using the session cache %s: %s; going on without it", self.path, why)
+        else:
+            warnings.warn(f"not using the session cache {self.path}: {why}", SessionCacheWarning, stacklevel=5)
+
     # -- the file ------------------------------------------------------------------
     def _read(self, quiet: bool = False) -> Dict[str, Any]:
         # O_NONBLOCK: opening a FIFO must not wait for a writer. The type is
         # checked on the descriptor itself, before any read, and the
         # descriptor is closed whatever happens.
+        if self._unusable is not None:
+            return {}
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
         try:
+            if os.path.lexists(self.path):
+                self._check_directory()
             descriptor = os.open(self.path, flags)
+        except Unusable as unusable:
+            self._give_up(unusable)
+            return {}
         except FileNotFoundError:
             return {}
         except OSError as error:
@@ -258,15 +304,3 @@ class SessionCache:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
-
-    @contextlib.contextmanager
-    def _locked(self, directory: str) -> Iterator[None]:
-        if fcntl is None:  # pragma: no cover - no advisory locks: replace() still keeps the file whole
-            yield
-            return
-        descriptor = os.open(os.path.join(directory, ".sessions.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)  # releases the lock

@@ -6,6 +6,8 @@ for (a header, a cookie, a time) before the client uses it.
 """
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import os
 import re
 import stat
@@ -13,7 +15,10 @@ from typing import Any, Dict, Optional
 
 from ._constants import MAX_DEAD_TOKENS
 
-__all__ = ["SECRET", "dead_tokens_of", "entry_problem", "newest", "not_replaceable", "read_at_most", "untrusted"]
+__all__ = [
+    "SECRET", "dead_tokens_of", "directory_problem", "entry_problem", "newest", "not_replaceable", "read_at_most",
+    "sweep_temporary_files", "untrusted",
+]
 
 # What may go into a header: printable ASCII, no white space, a sane length.
 SECRET = re.compile(r"[\x21-\x7e]{1,16384}\Z")
@@ -108,3 +113,25 @@ def untrusted(info: os.stat_result) -> Optional[str]:
         return f"is open to other users (mode {stat.S_IMODE(info.st_mode):o}, expected 600)"
     return None
 
+
+
+def directory_problem(directory: str) -> Optional[str]:
+    """Why the cache directory must not be used, or ``None``: another user's,
+    or one that others may write to (they could plant or swap files in it)."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows: no owner and mode bits to check
+        return None
+    info = os.stat(directory)
+    if info.st_uid != os.getuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o}, expected 700)"
+    return None
+
+
+def sweep_temporary_files(directory: str) -> None:
+    """Remove the temporary files (``.sessions-*.tmp``) of writers killed before
+    they renamed theirs; call it holding the lock, when no writer is at work."""
+    for name in os.listdir(directory):
+        if fnmatch.fnmatchcase(name, ".sessions-*.tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))

@@ -19,8 +19,7 @@ import math
 import os
 import re
 import sys
-import warnings
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 __all__ = ["configure_logging", "env_max_retries", "env_session_cache", "env_str", "env_timeout"]
 
@@ -78,6 +77,19 @@ class _Redact(logging.Filter):
         return True
 
 
+#: What configure_logging() could not apply, until someone reports it (see :func:`setting_problems`).
+_problems: List[str] = []
+
+
+def setting_problems() -> List[str]:
+    """The settings problems not reported yet (each is returned once): the
+    command line prints them as ``fakegpt: warning:`` lines, the first
+    :class:`~fakegpt.Client` of a program warns (``UserWarning``)."""
+    problems = _problems[:]
+    del _problems[:len(problems)]
+    return problems
+
+
 def configure_logging() -> None:
     """``FAKEGPT_LOG=debug|info``: the fakegpt logger writes to stderr."""
     value = os.environ.get("FAKEGPT_LOG", "").strip().lower()
@@ -85,7 +97,7 @@ def configure_logging() -> None:
         return
     level = {"debug": logging.DEBUG, "info": logging.INFO}.get(value)
     if level is None:
-        warnings.warn(f"FAKEGPT_LOG must be 'debug' or 'info', not {value!r}: ignored", stacklevel=2)
+        _problems.append(f"FAKEGPT_LOG must be 'debug' or 'info', not {value!r}: ignored")
         return
     logger = logging.getLogger("fakegpt")
     handler = logging.StreamHandler(sys.stderr)

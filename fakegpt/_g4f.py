@@ -21,7 +21,9 @@ event loop is started, so it works inside a running one (Jupyter) without
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import (
+    TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+)
 
 from ._config import env_str
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
@@ -29,7 +31,7 @@ from ._protocol import DEFAULT_MODEL, MODEL_SLUGS
 
 __all__ = ["ProviderHooks"]
 
-Messages = List[Mapping[str, str]]
+Messages = Sequence[Mapping[str, str]]
 
 
 class _ClassProperty:
@@ -102,7 +104,7 @@ class ProviderHooks:
         @classmethod
         def create_async_generator(
             cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any
-        ) -> AsyncIterator[str]: ...
+        ) -> AsyncGenerator[str, None]: ...
 
     @classmethod
     def get_create_function(cls) -> Callable[..., Iterator[str]]:
@@ -110,7 +112,7 @@ class ProviderHooks:
         return cls.create_completion
 
     @classmethod
-    def get_async_create_function(cls) -> Callable[..., AsyncIterator[str]]:
+    def get_async_create_function(cls) -> Callable[..., AsyncGenerator[str, None]]:
         """The async entry point: ``create_async_generator``, an async generator of ``str``."""
         return cls.create_async_generator
 

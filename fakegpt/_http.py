@@ -17,13 +17,17 @@ import logging
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
+from urllib.parse import unquote, urlsplit
+
 import requests
 import urllib3
+from requests.auth import HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
 
 from ._capped import read_capped as capped
 from ._constants import BROWSER_HEADERS, MAX_BODY, POOL_MAXSIZE
 from ._retry import retry_after_seconds
+from ._secrets import without_userinfo
 from ._transport import Adapter, HttpSession
 from .exceptions import APIConnectionError, APIStatusError, APITimeoutError, FakeGptError, error_for_status, one_line
 
@@ -57,7 +61,15 @@ class Http:
     def __init__(self, base_url: str, *, referer: str, proxy: Optional[str], timeout: Timeout,
                  scrub: Callable[[FakeGptError], FakeGptError] = lambda error: error,
                  pool_size: int = POOL_MAXSIZE) -> None:
-        """:param scrub: redacts the client's secrets from an error before it is raised."""
+        """:param base_url: the server; its credentials (``user:pw@``), if any,
+            are sent as HTTP Basic auth in ``Authorization`` on every request
+            (the access token then goes in ``X-Authorization`` only).
+        :param scrub: redacts the client's secrets from an error before it is raised."""
+        parts = urlsplit(base_url)
+        self._basic: Optional[HTTPBasicAuth] = None
+        if parts.username is not None or parts.password is not None:
+            self._basic = HTTPBasicAuth(unquote(parts.username or ""), unquote(parts.password or ""))
+            base_url = without_userinfo(base_url)
         self.base_url = base_url
         self._scrub = scrub
         self.timeout = timeout
@@ -77,6 +89,8 @@ class Http:
     def open(self, method: str, path: str, *, what: str, timeout: Optional[Timeout] = None,
              passthrough: Tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
         """Send a request; the answer with its body unread (close it when done)."""
+        if self._basic is not None:
+            kwargs["auth"] = self._basic  # (it replaces a bearer Authorization header: X-Authorization has the token)
         try:
             response = self.session.request(
                 method, self.base_url + path, timeout=self.timeout if timeout is None else timeout,
@@ -140,8 +154,6 @@ def read_capped(response: requests.Response, limit: int, what: str, *, truncate:
 
 def host_of(url: str) -> str:
     """``host:port`` of *url*, without credentials."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     host = parts.hostname or "?"
     if ":" in host:
@@ -191,7 +203,10 @@ def describe(error: BaseException) -> str:
     text = one_line(text, 200)
     if not proxy:
         return text
-    return "could not use the proxy: " + text.replace("(is the server running?)", "(is the proxy running?)")
+    for server, the_proxy in (("(is the server running?)", "(is the proxy running?)"),
+                              ("the server's TLS certificate", "the proxy's TLS certificate")):
+        text = text.replace(server, the_proxy)
+    return "could not use the proxy: " + text
 
 
 def _chain(error: BaseException) -> List[BaseException]:

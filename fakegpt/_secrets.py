@@ -8,23 +8,29 @@ Whoever holds a secret registers it, tied to itself (the owner)::
 and it is hidden for as long as the owner lives (a weak reference: a
 collected client takes its secrets along). :func:`redact_text` replaces
 every registered secret in a text with ``***``, and so does the filter this
-module puts on the ``fakegpt`` logger, so that no logging call can write one,
-whatever handler the application attached. Messages are redacted *before*
-they are cut to length (:func:`fakegpt.exceptions.one_line` does both), and
-anything that still starts like a secret (8 characters or more of its
-beginning, e.g. a body that was cut before it reached fakegpt) is hidden
-too. Secrets shorter than :data:`MIN_SECRET` characters are not searched for
-in free text (they would hide ordinary words); :func:`redact_url` still
-hides them in URLs.
+module puts on the ``fakegpt`` loggers and on urllib3's (whose warnings can
+quote response headers echoing a token), so that no logging call can write
+one, whatever handler the application attached. Messages are redacted
+*before* they are cut to length (:func:`fakegpt.exceptions.one_line` does
+both). Any 8 characters in a row of a secret, in any letter case, are hidden
+too: a body cut before it reached fakegpt, or a server echoing a suffix or an
+upper-cased token, shows none of it. (The text is scanned once, with a set of
+the secrets' 8-character windows built once per registration.) Secrets
+shorter than :data:`MIN_SECRET` characters are not searched for in free text
+(they would hide ordinary words); :func:`redact_url` still hides them in URLs.
+The userinfo of a URL is registered with its HTTP Basic form (base64), which
+a proxy's 407 page may echo.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
+import string
 import threading
 import weakref
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 __all__ = [
@@ -34,17 +40,42 @@ __all__ = [
 
 #: Shorter secrets are hidden in URLs only, not searched for in free text.
 MIN_SECRET = 4
-#: A text holding this many characters of a secret's beginning is hiding a cut secret.
-_PREFIX = 8
+#: A text holding this many characters in a row of a secret (any letter case) is hiding it.
+_WINDOW = 8
 #: Secrets kept per owner (the newest): a client replaces its token on every login.
 _PER_OWNER = 64
 _MASK = "***"
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@\"'<>\\]+@")
 _BEARER = re.compile(r"(?i)\b(Bearer\s+)(?!\*\*\*)[^\s'\",;\\]+")
+# HTTP Basic credentials: base64 with a digit, "+", "/" or padding (not a word such as "Basic usage").
+_BASIC = re.compile(r"(?i)\b(Basic\s+)(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{4,}={0,2}")
 
 _lock = threading.Lock()
 _owners: "weakref.WeakKeyDictionary[Any, List[str]]" = weakref.WeakKeyDictionary()
-_words: Optional[Tuple[str, ...]] = ()  # every form of every live secret, longest first; None: rebuild
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _lower(text: str) -> str:
+    """*text* with its ASCII letters lower-cased: the same length, so a window found is where it is."""
+    return text.translate(_ASCII_LOWER)
+
+
+class _Index:
+    """What :func:`redact_text` searches for: the short forms whole, and the
+    lower-cased 8-character windows of the longer ones (with the characters
+    they use, to skip the text that cannot hold one)."""
+
+    def __init__(self, forms: Iterable[str]) -> None:
+        forms = set(forms)
+        self.short: Tuple[str, ...] = tuple(sorted((f for f in forms if len(f) < _WINDOW), key=len, reverse=True))
+        long = [_lower(form) for form in forms if len(form) >= _WINDOW]
+        self.windows: FrozenSet[str] = frozenset(
+            form[i:i + _WINDOW] for form in long for i in range(len(form) - _WINDOW + 1))
+        alphabet = "".join(sorted({c for form in long for c in form}))
+        self.runs = re.compile(f"[{re.escape(alphabet)}]{{{_WINDOW},}}") if alphabet else None
+
+
+_words: Optional[_Index] = _Index(())  # every form of every live secret; None: rebuild
 
 
 def _on_owner_gone(_: Any = None) -> None:
@@ -78,7 +109,9 @@ def register_url(owner: Any, url: Optional[str]) -> None:
         return
     userinfo = netloc.rpartition("@")[0]
     user, _, password = userinfo.partition(":")
-    for secret in (userinfo, unquote(userinfo), user, unquote(user), password, unquote(password)):
+    basic = f"{unquote(user)}:{unquote(password)}".encode("latin-1", "replace")  # as requests sends it
+    for secret in (userinfo, unquote(userinfo), user, unquote(user), password, unquote(password),
+                   base64.b64encode(basic).decode("ascii")):
         register_secret(owner, secret)
 
 
@@ -91,13 +124,13 @@ def redact_url(url: str) -> str:
     'https://chat.test'
     """
     scheme, sep, rest = url.partition("//")
-    if not sep:
-        return url
+    if not sep:  # no scheme (``alice:pw@host``): the authority starts the text
+        scheme, rest = "", url
     end = min([i for i in (rest.find(c) for c in "/?#") if i >= 0] or [len(rest)])
     authority = rest[:end]
     if "@" not in authority:
         return url
-    return f"{scheme}//{_MASK}@{authority.rpartition('@')[2]}{rest[end:]}"
+    return f"{scheme}{sep}{_MASK}@{authority.rpartition('@')[2]}{rest[end:]}"
 
 
 def without_userinfo(url: str) -> str:
@@ -116,47 +149,43 @@ def _forms(secret: str) -> List[str]:
     return [form for form in forms if len(form) >= MIN_SECRET]
 
 
-def _live_words() -> Tuple[str, ...]:
+def _live_words() -> _Index:
     global _words
     words = _words
     if words is not None:
         return words
     with _lock:
-        forms = {form for held in list(_owners.values()) for secret in held for form in _forms(secret)}
-        words = _words = tuple(sorted(forms, key=len, reverse=True))
+        words = _words = _Index(form for held in list(_owners.values()) for secret in held for form in _forms(secret))
     return words
 
 
-def _common_prefix(text: str, start: int, word: str) -> int:
-    """How many first characters of *word* are written at ``text[start:]``."""
-    low, high = 0, min(len(word), len(text) - start)
-    while low < high:  # the longest prefix that matches, by bisection (startswith runs in C)
-        middle = (low + high + 1) // 2
-        if text.startswith(word[:middle], start):
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def _spans(text: str, index: _Index) -> List[Tuple[int, int]]:
+    """Where *text* shows a short secret whole, or 8 characters in a row of a longer one."""
+    spans: List[Tuple[int, int]] = []
+    for word in index.short:
+        start = text.find(word)
+        while start >= 0:
+            spans.append((start, start + len(word)))
+            start = text.find(word, start + 1)
+    if index.runs is not None:
+        lowered, windows = _lower(text), index.windows
+        for run in index.runs.finditer(lowered):
+            for i in range(run.start(), run.end() - _WINDOW + 1):
+                if lowered[i:i + _WINDOW] in windows:
+                    spans.append((i, i + _WINDOW))
+    return spans
 
 
 def redact_text(text: str, extra: Iterable[Optional[str]] = ()) -> str:
     """*text* with every registered secret (and every one of *extra*) replaced
-    by ``***``, including a cut one (its first 8 characters or more), and the
-    userinfo of any URL and the value of any ``Bearer`` credential.
+    by ``***``, including any 8 characters in a row of one (in any letter
+    case), and the userinfo of any URL and the value of any ``Bearer`` or
+    ``Basic`` credential.
     """
-    words: Iterable[str] = _live_words()
     more = [form for secret in extra if isinstance(secret, str) and secret.strip() for form in _forms(secret)]
+    spans = _spans(text, _live_words())
     if more:
-        words = sorted({*words, *more}, key=len, reverse=True)
-    spans: List[Tuple[int, int]] = []
-    for word in words:
-        probe = word[:_PREFIX]
-        start = text.find(probe)
-        while start >= 0:
-            length = _common_prefix(text, start, word)
-            if length == len(word) or length >= _PREFIX:
-                spans.append((start, start + length))
-            start = text.find(probe, start + max(length, 1))
+        spans += _spans(text, _Index(more))
     if spans:
         spans.sort()
         pieces, position = [], 0
@@ -173,6 +202,8 @@ def redact_text(text: str, extra: Iterable[Optional[str]] = ()) -> str:
         text = _URL_USERINFO.sub(r"\1***@", text)
     if "earer" in text:
         text = _BEARER.sub(r"\1***", text)
+    if "asic" in text:
+        text = _BASIC.sub(r"\1***", text)
     return text
 
 
@@ -258,6 +289,8 @@ def install(name: str) -> None:
 
 
 # A logger's filters do not apply to its children's records: each fakegpt logger gets one.
-for _name in ("fakegpt", "fakegpt.emulator"):
+# urllib3 logs, e.g., "Failed to parse headers ... unparsed data" with what the server sent (an echoed token).
+for _name in ("fakegpt", "fakegpt.emulator", "fakegpt.emulator.access", "urllib3", "urllib3.connection", "urllib3.connectionpool",
+              "urllib3.response", "urllib3.poolmanager", "urllib3.util.retry"):
     install(_name)
 del _name

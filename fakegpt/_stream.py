@@ -55,7 +55,7 @@ class Reply(str):
         )
 
 
-class Stream(collections.abc.Generator):  # type: ignore[type-arg]
+class Stream(collections.abc.Generator[str, None, None]):
     """The reply to one call, as it streams: a generator of non-empty ``str`` deltas.
 
     Iterate it (or call ``next()``); nothing is sent until the first item is

@@ -19,6 +19,8 @@ What they add to the defaults, and through which public hook:
   ``Authorization`` with HTTP Basic from netrc unless the session has an
   ``auth``: :class:`HttpSession` has a no-op one, and its redirects never
   add netrc either. Proxies and CA bundles from the environment still apply.
+* **An https:// proxy's certificate is always verified** (:meth:`Adapter.cert_verify`,
+  requests' documented override point), for an ``http://`` server too.
 * **No environment proxy for loopback servers** (the emulator): like Go's
   ``ProxyFromEnvironment``, ``HTTP(S)_PROXY`` never applies to
   ``localhost``/``127.0.0.0/8``/``::1``. An explicit proxy still does.
@@ -151,6 +153,15 @@ class Adapter(HTTPAdapter):
         if not issubclass(base, _Watching):
             pool.ConnectionCls = self._watched(base)  # type: ignore[attr-defined]
         return pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """As requests does, and an ``https://`` proxy's certificate is checked
+        for an ``http://`` URL too: the pool's TLS then goes to the proxy
+        (which reads every header, the bearer token included), and requests
+        would leave it unverified because the URL is not ``https``."""
+        if getattr(conn, "scheme", None) == "https" and not url.lower().startswith("https:"):
+            url = "https:" + url.partition(":")[2]
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def _watched(self, base: type) -> Type[Any]:
         with self._classes_lock:

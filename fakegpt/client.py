@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import requests
@@ -10,7 +11,7 @@ import requests
 from ._auth import AccessToken, DeadTokens, SharedTokenLogin, new_session_password
 from ._cache import SessionCache, default_cache_path
 from ._engine import Engine
-from ._config import env_max_retries, env_session_cache, env_str, env_timeout
+from ._config import env_max_retries, env_session_cache, env_str, env_timeout, setting_problems
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LOGIN_TIMEOUT
 from ._conversation import Conversation
 from ._http import Answer, Http, Timeout
@@ -84,7 +85,9 @@ class Client:
     ``proxy=""`` ignores ``FAKEGPT_PROXY`` (requests still applies
     ``HTTP(S)_PROXY``, except to a loopback server such as the emulator).
     Credentials in *base_url* (``https://user:pw@host``) are sent as HTTP
-    Basic auth, as requests does, and never shown (``***@host``).
+    Basic auth (the ``Authorization`` header) on every request, for a
+    server behind a password-protected gate; the access token then goes in
+    ``X-Authorization`` only. They are never shown (``***@host``).
 
     The client is thread-safe: one ``requests.Session`` (its connection pool
     and cookie jar lock internally) serves every thread, and the first
@@ -104,6 +107,8 @@ class Client:
         login_timeout: Timeout = LOGIN_TIMEOUT,
         deadline: Optional[float] = None,
     ) -> None:
+        for problem in setting_problems():  # (FAKEGPT_LOG, read at import): said once, by the first client
+            warnings.warn(problem, stacklevel=2)
         if base_url is None:
             base_url = env_str("FAKEGPT_BASE_URL") or DEFAULT_BASE_URL
         url = check_base_url(base_url)
@@ -129,13 +134,16 @@ class Client:
         access_token = check_secret("access_token", access_token, token=True)
         self._cache = _session_cache(session_cache)
         cached = None
+        #: Whether the first login claims the password shared through the cache (see _log_in).
+        self._claim = False
         if self._cache is not None and not access_token:
             cached = self._cache.load(self.base_url)
             if session_password is None:
                 # One password per server for every process using the cache: each
                 # one's conversations stay reachable, whichever logs in next.
-                session_password = (cached and cached["session_password"]) or self._cache.claim_password(
-                    self.base_url, new_session_password())
+                session_password = (cached and cached["session_password"]) or self._cache.saved_password(
+                    self.base_url)
+                self._claim = session_password is None  # none saved yet: claimed at the first login
             if cached is not None and cached["session_password"] != session_password:
                 cached = None  # a login under another password: its conversations are not this client's
         self._password = session_password or new_session_password()
@@ -144,10 +152,10 @@ class Client:
                           timeout=self.timeout, scrub=lambda error: redact(error, self._secrets()))
         # A chosen or cached password wants its history back: the same account each login.
         stable = session_password is not None or self._cache is not None
-        login = SharedTokenLogin(self._login_send, self._http.session, self._password, stable=stable,
-                                 timeout=self.login_timeout, dead_tokens=DeadTokens(self._cache, self.base_url))
+        self._login = SharedTokenLogin(self._login_send, self._http.session, self._password, stable=stable,
+                                       timeout=self.login_timeout, dead_tokens=DeadTokens(self._cache, self.base_url))
         save = self._save_login if self._cache is not None else None
-        self._token = AccessToken(None if access_token else login, access_token, on_new_token=save)
+        self._token = AccessToken(None if access_token else self._log_in, access_token, on_new_token=save)
         read_timeout = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
         self._engine = Engine(self._http, self._token, self.max_retries, self._secrets, deadline=self.deadline,
                               event_timeout=read_timeout)
@@ -240,6 +248,21 @@ class Client:
         retrying = make_retrying(self.max_retries, self._engine.sleep or back_off)  # an abort ends the wait
         return retrying(self._http.fetch, method, path, what=what,
                         timeout=self.login_timeout if timeout is None else timeout, **kwargs)
+
+    def _log_in(self) -> str:
+        """The shared-token login (one at a time: :class:`AccessToken` sees to
+        it). The first one claims the isolation password in the session cache
+        when none was saved: the one another process saved meanwhile, else
+        this client's, saved now, so that processes starting at once agree."""
+        if self._claim:
+            self._claim = False
+            claimed = self._cache.claim_password(self.base_url, self._password)  # type: ignore[union-attr]
+            if claimed != self._password:
+                self._password = claimed
+                self._login = SharedTokenLogin(
+                    self._login_send, self._http.session, claimed, stable=True, timeout=self.login_timeout,
+                    dead_tokens=DeadTokens(self._cache, self.base_url))
+        return self._login()
 
     def _secrets(self) -> Sequence[Optional[str]]:
         return (self._token.current, self._password, self._url_secret)

@@ -33,7 +33,7 @@ import logging
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, AsyncGenerator, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from ._bridge import Channel, hang_up_soon, pump, start_worker
 from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
@@ -46,7 +46,7 @@ __all__ = ["FakeGpt"]
 
 logger = logging.getLogger("fakegpt")
 
-Messages = List[Mapping[str, str]]
+Messages = Sequence[Mapping[str, str]]
 _CLIENT_OPTIONS = ("timeout", "max_retries", "deadline")
 _MAX_CLIENTS = 16
 _registry_lock = threading.Lock()
@@ -81,7 +81,7 @@ class FakeGpt(ProviderHooks):
     @classmethod
     async def create_async_generator(
         cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """An async generator of the reply's text deltas.
 
         Unknown keyword arguments (``stream=``, ...) are accepted and
@@ -225,7 +225,7 @@ def _release(client: Client) -> None:
         client.close()
 
 
-class _ProviderStream(collections.abc.Generator):  # type: ignore[type-arg]
+class _ProviderStream(collections.abc.Generator[str, None, None]):
     """A client stream (a generator of deltas) that records the class's login
     state as soon as it is known: at the first delta, or when the call ends."""
 

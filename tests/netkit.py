@@ -273,3 +273,41 @@ class Silent(_Listener):
     def wait_request(self, timeout=10.0):
         with self.changed:
             return self.changed.wait_for(lambda: self.requests >= 1, timeout)
+
+
+class ForwardProxy(_Listener):
+    """An HTTP proxy for ``http://`` URLs (absolute-form requests, no CONNECT),
+    over TLS itself when given a context. Each request goes to its server on
+    a connection of its own, with ``Connection: close``; ``heads`` keeps
+    every request head the proxy read (bytes), so a test sees what it saw."""
+
+    def __init__(self, server_context=None):
+        super().__init__(server_context)
+        self.heads = []
+
+    @property
+    def url(self):
+        return f"{'https' if self._context else 'http'}://localhost:{self.port}"
+
+    def handle(self, conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = conn.recv(65536)
+            if not more:
+                return
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        with self._lock:
+            self.heads.append(head)
+        request_line, *fields = head.split(b"\r\n")
+        method, target, version = request_line.split(b" ", 2)
+        if not target.startswith(b"http://"):
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return
+        authority, _, path = target[len(b"http://"):].partition(b"/")
+        host, _, port = authority.rpartition(b":")
+        kept = [f for f in fields if not f.lower().startswith((b"connection:", b"proxy-"))]
+        upstream = socket.create_connection((host.decode(), int(port or 80)))
+        upstream.sendall(b"\r\n".join([b" ".join([method, b"/" + path, version]), *kept, b"Connection: close"])
+                         + b"\r\n\r\n" + body)
+        self.relay(conn, upstream)

@@ -108,6 +108,18 @@ def test_usage_errors_exit_2(capsys, argv, stdin, text):
     assert status == 2 and out == "" and text in err and "usage:" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, command, unknown", [
+    (["chat", "--emulatr", "hi"], "chat", "--emulatr"),
+    (["chat", "hi", "--emulatr"], "chat", "--emulatr"),
+    (["serve", "--prot", "8787"], "serve", "--prot 8787"),
+])
+def test_an_unknown_option_shows_its_commands_usage(capsys, argv, command, unknown):
+    status, out, err = run(argv, capsys)
+    assert status == 2 and out == ""
+    assert err.startswith(f"usage: fakegpt {command} [-h]")
+    assert err.endswith(f"\nfakegpt {command}: error: unrecognized arguments: {unknown}\n")
+
+
 def test_timeout_takes_connect_and_read_seconds(capsys, fakegpt_emulator):
     """``--timeout 5,1``: the read part bounds a stall, as FAKEGPT_TIMEOUT=5,1 does."""
     fakegpt_emulator.stream_fault("stall", after_words=2, seconds=30)

@@ -1,5 +1,6 @@
 """The command line as real processes: signals, standard output that fails, ``serve``."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,48 @@ def test_serve_prints_its_url_serves_and_stops_on_ctrl_c_and_sigterm():
         finally:
             process.kill()
         assert process.returncode == 0 and "serving on" in err and "Traceback" not in err
+
+
+def serve_and_stop(*options):
+    """``fakegpt serve`` with *options*: one completed call, then Ctrl-C; its (stderr, exit status)."""
+    process = subprocess.Popen(command("serve", "--port", "0", "--delay", "0", *options),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        with fakegpt.Client(url) as client:
+            assert client.complete([{"role": "user", "content": "hi"}]) == default_responder("hi")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+    return err, process.returncode, url
+
+
+def test_serve_logs_one_line_per_request_and_ends_with_a_newline_on_ctrl_c():
+    err, status, url = serve_and_stop()
+    lines = err.split("\n")
+    assert status == 0 and lines[0] == f"fakegpt emulator serving on {url} (Ctrl-C to stop)"
+    assert [re.sub(r"\?t=\d+", "", line) for line in lines[1:]] == [
+        '127.0.0.1 "GET /api/loads HTTP/1.1" 200 -',
+        '127.0.0.1 "POST /auth/login HTTP/1.1" 302 -',
+        '127.0.0.1 "GET /api/auth/session HTTP/1.1" 200 -',
+        '127.0.0.1 "POST /api/conversation HTTP/1.1" 200 -',
+        "",  # the newline after ^C
+        "",
+    ]
+
+
+def test_serve_quiet_logs_no_request():
+    err, status, url = serve_and_stop("--quiet")
+    assert status == 0 and err == f"fakegpt emulator serving on {url} (Ctrl-C to stop)\n\n"
+
+
+def test_a_bad_fakegpt_log_is_one_warning_line_not_a_python_warning():
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FAKEGPT_")}, "FAKEGPT_LOG": "bogus"}
+    done = subprocess.run(console_script() + ["chat", "--emulator", "hi"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, env=env)
+    assert done.returncode == 0 and done.stdout.startswith('Hello! You said "hi".')
+    assert done.stderr == "fakegpt: warning: FAKEGPT_LOG must be 'debug' or 'info', not 'bogus': ignored\n"
 
 
 def test_serve_on_a_busy_port_is_one_line_exit_1():

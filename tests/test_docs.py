@@ -38,6 +38,64 @@ def test_documentation_examples_run(page):
     assert result.failed == 0, f"{result.failed} example(s) failed in docs/{page.name}"
 
 
+def documented_members(autoclass):
+    """The members docs/api.rst documents for ``.. autoclass:: AUTOCLASS``: its ``:members:`` and the
+    ``.. attribute::``/``.. method::``/``.. property::`` directives nested under it."""
+    text = (DOCS / "api.rst").read_text()
+    section = re.search(rf"^\.\. autoclass:: {re.escape(autoclass)}\n((?:   .*\n|\n)*)", text, re.M)
+    assert section, autoclass
+    body = section[1]
+    members = re.search(r"^   :members: (.*)$", body, re.M)
+    names = {name.strip() for name in members[1].split(",")} if members else set()
+    return names | set(re.findall(r"^   \.\. (?:attribute|method|property|classmethod):: (\w+)", body, re.M))
+
+
+def test_the_api_reference_documents_the_providers_public_attributes():
+    documented = documented_members("fakegpt.FakeGpt")
+    assert {"register", "url", "max_concurrency", "create_async_generator", "create_completion",
+            "create_async", "params"} <= documented
+    assert all(hasattr(fakegpt.FakeGpt, name) for name in documented)
+
+
+_OUTSIDE = []  # (event, host) of each lookup or connection to another machine while _WATCHING
+_WATCHING = []
+
+
+def _watch_the_network(event, args):
+    if not _WATCHING or event not in ("socket.getaddrinfo", "socket.connect"):
+        return
+    host = args[0] if event == "socket.getaddrinfo" else args[1]
+    host = host[0] if isinstance(host, tuple) else host
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    if host not in ("localhost", "::1") and not host.startswith("127.") and not host.startswith("/"):
+        _OUTSIDE.append((event, host))
+
+
+def test_the_hypotez_example_is_complete_and_runs_without_asking_the_package_index(capsys):
+    g4f = pytest.importorskip("g4f")
+    text = (DOCS / "gpt4free.rst").read_text()
+    section = text[text.index("\nIn hypotez\n"):text.index("Code that imports the provider class directly")]
+    test = doctest.DocTestParser().get_doctest(section, {}, "gpt4free.rst (hypotez)", str(DOCS / "gpt4free.rst"), 0)
+    sources = "".join(example.source for example in test.examples)
+    for needed in ("fakegpt.FakeGpt.register()", "g4f.debug.version_check = False", "messages = [",
+                   'provider="FakeGpt"'):
+        assert needed in sources  # a complete program: nothing used is left undefined
+    if not _WATCHING and not _OUTSIDE:
+        import sys
+
+        sys.addaudithook(_watch_the_network)  # (an audit hook stays: it only records while _WATCHING)
+    g4f.debug.version_check = True  # as in a fresh process
+    _WATCHING.append(True)
+    try:
+        runner = doctest.DocTestRunner(optionflags=FLAGS)
+        runner.run(test)
+    finally:
+        _WATCHING.clear()
+    out = capsys.readouterr().out
+    assert runner.failures == 0 and runner.tries >= 8, out
+    assert _OUTSIDE == [] and "g4f version" not in out
+
+
 def test_the_pages_that_promise_examples_have_them():
     tested = {page.name for page in pages() if ">>> " in page.read_text()}
     assert {"quickstart.rst", "streaming.rst", "conversations.rst", "errors.rst", "async.rst", "gpt4free.rst",

@@ -2,12 +2,14 @@
 can see (messages, reprs, tracebacks, warnings, DEBUG log records) over every
 failure scenario, for the access token, the session password and URL
 credentials, down to any 8 characters of them in a row."""
+import base64
 import gc
 import json
 import logging
 import os
 import secrets
 import socket
+import threading
 import traceback
 import warnings
 
@@ -20,6 +22,7 @@ from fakegpt._secrets import redact_text, redact_url, register_secret, register_
 from fakegpt.emulator import Emulator
 
 from .conftest import BASE, MESSAGES, TOKENS, assistant, sse
+from .netkit import read_request
 
 
 class Holder:
@@ -97,6 +100,88 @@ def test_every_logging_call_is_redacted_whatever_the_handler(caplog):
     assert "token *** here" in texts[0] and "failed with ***" in texts[2]
 
 
+def test_any_8_characters_of_a_secret_in_any_letter_case_are_hidden():
+    holder, secret = Holder(), "Tok-" + secrets.token_urlsafe(30)
+    register_secret(holder, secret)
+    for written in (secret[-12:], secret[5:13], secret.upper(), secret.lower()[3:], secret.swapcase()):
+        assert redact_text(f"echo [{written}] end") == "echo [***] end", written
+    assert redact_text(f"two {secret[:8]} and {secret[-9:].upper()}") == "two *** and ***"
+    assert redact_text(secret[:7]) == secret[:7]  # 7 characters of it: an ordinary word
+
+
+def test_basic_credentials_and_their_base64_form_are_hidden():
+    assert redact_text("Authorization: Basic YWxpY2U6cHctMTIzNDU2Nzg=") == "Authorization: Basic ***"
+    assert redact_text("proxy-authorization: basic Ym9iOnNlY3JldA==") == "proxy-authorization: basic ***"
+    assert redact_text("Basic usage and basic types") == "Basic usage and basic types"
+    holder, password = Holder(), "pw-" + secrets.token_hex(8)
+    register_url(holder, f"http://alice:{password}@proxy:3128")
+    encoded = base64.b64encode(f"alice:{password}".encode()).decode()
+    assert redact_text(f"you sent {encoded}.") == "you sent ***."
+
+
+@pytest.mark.parametrize("url", ["alice:pw-secret-1@host", "alice:pw-secret-1@host:8080/path", "alice@host"])
+def test_a_url_without_a_scheme_has_its_userinfo_hidden(url):
+    assert redact_url(url).startswith("***@host")
+    with pytest.raises(ValueError) as info:
+        fakegpt.Client(url)
+    assert "alice" not in str(info.value) and "pw-secret" not in str(info.value)
+
+
+def test_urllib3s_header_parsing_warning_shows_no_token(caplog):
+    """urllib3 logs a response's malformed headers as they came ("unparsed data"): a server echoing the token there."""
+    caplog.set_level(logging.WARNING)  # what logging.basicConfig() shows
+    token = "tok-" + secrets.token_urlsafe(40)
+    reply = (f"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+             f"this line has no colon: Bearer-less echo {token}\r\nContent-Length: 2\r\n\r\n{{}}").encode()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                read_request(conn)
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with fakegpt.Client(f"http://127.0.0.1:{listener.getsockname()[1]}", access_token=token,
+                            max_retries=0) as client:
+            with pytest.raises(fakegpt.AuthenticationError) as info:
+                client.complete(MESSAGES)
+        thread.join(10)
+    texts = [logging.Formatter().format(record) for record in caplog.records] + error_texts(info.value)
+    assert any("Failed to parse headers" in text for text in texts)  # the warning was logged...
+    assert not any(token[-8:].lower() in text.lower() for text in texts)  # ...without the token
+
+
+def test_a_407_page_echoing_the_proxy_credentials_shows_them_nowhere(scan):
+    password = "proxy-pw-" + secrets.token_hex(6)
+    encoded = base64.b64encode(f"alice:{password}".encode()).decode()
+    SECRETS["proxy credentials"] = encoded
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            def serve():
+                conn, _ = listener.accept()
+                with conn:
+                    head = read_request(conn).decode("latin-1")
+                    sent = next(line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                                if line.lower().startswith("proxy-authorization:"))
+                    body = f"<h1>Denied</h1><p>you sent {sent}; credentials={sent.split()[-1]}</p>".encode()
+                    conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Type: text/html\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            proxy = f"http://alice:{password}@127.0.0.1:{listener.getsockname()[1]}"
+            with fakegpt.Client("http://chat.test", proxy=proxy, access_token=TOKEN, max_retries=0) as client:
+                with pytest.raises(fakegpt.FakeGptError) as info:
+                    client.complete(MESSAGES)
+                scan(info.value, repr(client))
+            thread.join(10)
+        assert "407" in str(info.value)
+        scan.check()
+    finally:
+        del SECRETS["proxy credentials"]
+
+
 # -- the scan ------------------------------------------------------------------------------------
 TOKEN = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + secrets.token_urlsafe(720)  # JWT-sized: ~1,000 characters
 PASSWORD = "pw-" + secrets.token_urlsafe(18)
@@ -109,7 +194,8 @@ def leaks(texts):
     found = []
     for text in texts:
         for what, secret in SECRETS.items():
-            if any(secret[i:i + 8] in text for i in range(len(secret) - 7)):
+            lowered = text.lower()
+            if any(secret[i:i + 8].lower() in lowered for i in range(len(secret) - 7)):
                 found.append((what, text[:200]))
     return found
 
@@ -151,7 +237,8 @@ def logged_in(server, token=TOKEN):
 
 
 def echoing(status, text):
-    return {"status": status, "body": text.replace("{TOKEN}", TOKEN).replace("{PASSWORD}", PASSWORD)}
+    return {"status": status, "body": text.replace("{TOKEN}", TOKEN).replace("{PASSWORD}", PASSWORD)
+            .replace("{TOKEN_UPPER}", TOKEN.upper()).replace("{TOKEN_END}", TOKEN[-12:])}
 
 
 def conversation_failure(status, text):
@@ -194,6 +281,8 @@ SCENARIOS = {
     "rejected token (403)": conversation_failure(403, '{"detail": "token {TOKEN} is not allowed here"}'),
     "server error (500) echoing the token": conversation_failure(500, "upstream: Authorization: Bearer {TOKEN}"),
     "rate limit echoing the token": conversation_failure(429, '{"detail": "Too many requests for {TOKEN}"}'),
+    "server error echoing the token upper-cased": conversation_failure(500, "token: {TOKEN_UPPER}"),
+    "server error echoing the token's last 12 characters": conversation_failure(500, "token ...{TOKEN_END}"),
     "in-stream error echoing the token": in_stream_error,
     "a body that is not an event stream": not_an_event_stream,
     "dead tokens, the login echoing the form": dead_tokens_echoing_the_form,
@@ -303,6 +392,25 @@ def test_url_credentials_never_go_in_the_referer(fakegpt_emulator):
             pass  # whether the server accepts the call is not the point here
     referers = [r.headers.get("Referer", "") for r in fakegpt_emulator.requests]
     assert referers and leaks(referers) == []
+
+
+def test_url_credentials_are_sent_as_basic_auth_on_every_request(fakegpt_emulator, scan, caplog):
+    caplog.set_level(logging.DEBUG)
+    url = fakegpt_emulator.url.replace("http://", f"http://alice:{URL_PASSWORD}@")
+    basic = "Basic " + base64.b64encode(f"alice:{URL_PASSWORD}".encode()).decode()
+    with fakegpt.Client(url, session_password=PASSWORD) as client:
+        assert client.complete(MESSAGES).startswith("Hello!")
+        scan(repr(client), client.base_url)
+    sent = fakegpt_emulator.requests
+    assert [r.path.split("?")[0] for r in sent] == ["/api/loads", "/auth/login", "/api/auth/session",
+                                                    "/api/conversation"]
+    assert all(r.headers.get("Authorization") == basic for r in sent)
+    assert sent[-1].headers["X-Authorization"].startswith("Bearer emu-")  # the token, where the protocol reads it
+    SECRETS["basic credentials"] = basic.split()[1]
+    try:
+        scan.check()
+    finally:
+        del SECRETS["basic credentials"]
 
 
 def test_an_access_token_with_a_newline_is_stripped_or_refused_before_any_request(server, scan):

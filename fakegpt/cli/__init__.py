@@ -14,6 +14,7 @@ import logging
 import sys
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
+from .._config import setting_problems
 from ..exceptions import FakeGptError
 from ._args import build_parser
 from ._chat import Run, UsageError, chat
@@ -30,9 +31,13 @@ def _parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParse
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
+    for problem in setting_problems():  # FAKEGPT_LOG=bogus: one line, not a Python warning
+        print(f"fakegpt: warning: {problem}", file=sys.stderr)
     parser, commands = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported with the usage of the command they were given to
+            commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as done:  # --help, --version, or a usage error (on stderr)
         if done.code == 0:
             return _flushed()

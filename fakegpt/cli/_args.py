@@ -138,4 +138,5 @@ def _serve_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
                        help="stream format when the client does not ask for one (default: %(default)s)")
     serve.add_argument("--max-words", type=whole_number(1), metavar="N",
                        help="stop replies after N words with finish reason max_tokens (to try 'continue')")
+    serve.add_argument("--quiet", action="store_true", help="no line on stderr for each request")
     return serve

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import signal
 import sys
 import threading
+from typing import Iterator
 
 from ..exceptions import FakeGptError
 from ._output import OutputGone, silence_stdout, write_out
@@ -30,10 +33,32 @@ def serve(args: argparse.Namespace) -> int:
             silence_stdout()
         print(f"fakegpt emulator serving on {emulator.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         try:
-            while not stop.wait(0.5):
-                pass
+            with _request_lines(quiet=args.quiet):
+                while not stop.wait(0.5):
+                    pass
         except KeyboardInterrupt:
-            pass
+            print(file=sys.stderr)  # the shell's prompt then starts on a line of its own, after "^C"
     finally:
         emulator.stop()
     return 0
+
+
+@contextlib.contextmanager
+def _request_lines(quiet: bool) -> Iterator[None]:
+    """One line per request on stderr (the emulator's access log), unless *quiet*."""
+    if quiet:
+        yield
+        return
+    access = logging.getLogger("fakegpt.emulator.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = access.level, access.propagate
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False  # printed once, whatever FAKEGPT_LOG or --debug set up on the fakegpt logger
+    try:
+        yield
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+        access.propagate = propagate

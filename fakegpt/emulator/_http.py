@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 import time
+from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Server"]
 
 logger = logging.getLogger("fakegpt.emulator")
+#: One line per request answered (``fakegpt serve`` prints them on stderr).
+access_logger = logging.getLogger("fakegpt.emulator.access")
 
 MAX_BODY = 1 << 20
 _CHALLENGE = (
@@ -81,6 +84,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         logger.debug("%s " + format, self.client_address[0], *args)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        """One INFO line per answer on the ``fakegpt.emulator.access`` logger (``fakegpt serve`` shows them)."""
+        status = code.value if isinstance(code, HTTPStatus) else code
+        access_logger.info('%s "%s" %s %s', self.client_address[0], self.requestline, status, size)
 
     # -- answers -----------------------------------------------------------
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
