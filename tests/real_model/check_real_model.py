@@ -112,7 +112,7 @@ def main() -> int:
             text = "".join(delta for _, delta in deltas)
             assert len(deltas) > 3, f"only {len(deltas)} deltas: the reply was not streamed"
             assert len(text.split()) >= 3, f"not a sentence: {text!r}"
-            assert stream.reply.finish_reason in ("stop", "max_tokens"), stream.reply.finish_reason
+            assert stream.finish_reason in ("stop", "max_tokens"), stream.finish_reason
             print(f"     {len(deltas)} deltas: {text[:120]!r}", flush=True)
 
         def conversation() -> None:
