@@ -6,7 +6,11 @@ times a second, every call that is streaming:
 
 * its *deadline* (``Client(deadline=...)``): seconds for the whole call;
 * its *event timeout* (the read timeout): the longest wait for the next
-  complete event while the body is being read.
+  complete event while the body is being read;
+
+It also runs the timers of :func:`start_timer` (a server that trickles the
+headers of an answer byte by byte resets the socket's timeout each time:
+the transport bounds their wait with a timer that hangs up the connection).
 
 A call past either is expired (:meth:`fakegpt._call.Call.expire`): its
 connection is shut down and the call fails with :class:`~fakegpt.APITimeoutError`.
@@ -16,12 +20,12 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call
 
-__all__ = ["INTERVAL", "watch"]
+__all__ = ["INTERVAL", "cancel_timer", "start_timer", "watch"]
 
 #: Seconds between two checks.
 INTERVAL = 0.25
@@ -29,16 +33,42 @@ INTERVAL = 0.25
 _watched: "weakref.WeakSet[Call]" = weakref.WeakSet()
 _lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
+_timers: Dict[object, Tuple[float, Callable[[], None]]] = {}  # timer -> (when it is due, its action)
+_fired: Set[object] = set()  # timers whose action ran, until cancel_timer() is told
 
 
 def watch(call: "Call") -> None:
     """Check *call* until it closes."""
-    global _thread
     with _lock:
         _watched.add(call)
-        if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_run, name="fakegpt-watchdog", daemon=True)
-            _thread.start()
+        _start()
+
+
+def start_timer(seconds: float, action: Callable[[], None]) -> object:
+    """Run *action* (from the watchdog's thread, which must not block long)
+    when *seconds* have passed, at most :data:`INTERVAL` late, unless
+    :func:`cancel_timer` is called first. Returns the timer."""
+    timer = object()
+    with _lock:
+        _timers[timer] = (time.monotonic() + seconds, action)
+        _start()
+    return timer
+
+
+def cancel_timer(timer: object) -> bool:
+    """Cancel *timer*; True when it was too late (its action ran, or runs now)."""
+    with _lock:
+        if _timers.pop(timer, None) is not None:
+            return False
+        _fired.discard(timer)
+        return True
+
+
+def _start() -> None:
+    global _thread
+    if _thread is None or not _thread.is_alive():  # (under _lock)
+        _thread = threading.Thread(target=_run, name="fakegpt-watchdog", daemon=True)
+        _thread.start()
 
 
 def _run() -> None:
@@ -55,3 +85,9 @@ def _run() -> None:
             if reason is not None:
                 _watched.discard(call)
                 call.expire(reason)
+        with _lock:
+            due = [timer for timer, (when, _) in _timers.items() if when <= now]
+            actions = [_timers.pop(timer)[1] for timer in due]
+            _fired.update(due)
+        for action in actions:
+            action()

@@ -228,18 +228,20 @@ def test_past_the_first_delta_the_watchdog_times_the_reads_and_the_next_call_get
         received += list(stream)
         assert "".join(received) == EXPECTED
         # The same pooled connection serves the next call with the read timeout
-        # set again: a stall before any text is a socket timeout, retried.
+        # set again: a stall before any text ends the call with a timeout.
         fakegpt_emulator.stream_fault("stall", after_words=0)
-        assert client.complete(MESSAGES) == EXPECTED
-        assert len(client.waits) == 1
-    assert fakegpt_emulator.counts["conversations"] == 3
+        with pytest.raises(fakegpt.APITimeoutError, match="stalled"):
+            client.complete(MESSAGES)
+        assert client.waits == []
+    assert fakegpt_emulator.counts["conversations"] == 2
 
 
-def test_stall_before_any_text_is_retried(fakegpt_emulator):
+def test_a_stall_before_any_text_is_not_retried_the_server_accepted_the_turn(fakegpt_emulator):
     with client_for(fakegpt_emulator, timeout=(5, 0.3)) as client:
         fakegpt_emulator.stream_fault("stall", after_words=0)
-        assert client.complete(MESSAGES) == EXPECTED
-    assert fakegpt_emulator.counts["conversations"] == 2 and len(client.waits) == 1
+        with pytest.raises(fakegpt.APITimeoutError, match="stalled") as info:
+            client.complete(MESSAGES)
+    assert fakegpt_emulator.counts["conversations"] == 1 and client.waits == [] and info.value.partial_text == ""
 
 
 def test_in_stream_error(fakegpt_emulator, client):
