@@ -145,14 +145,16 @@ class _Watching:
         # timer bounds them in all, hanging up the connection when it fires.
         # urllib3 sets ``timeout`` to the read timeout before this call.
         limit = self.timeout  # type: ignore[attr-defined]
-        timer = start_timer(limit, functools.partial(hang_up, self)) if isinstance(limit, (int, float)) else None
+        if not isinstance(limit, (int, float)):
+            return super().getresponse()  # type: ignore[misc]
+        timer = start_timer(limit, functools.partial(hang_up, self))
         try:
             response = super().getresponse()  # type: ignore[misc]
-        except Exception:
-            if timer is not None and cancel_timer(timer):
+        except BaseException as error:
+            if cancel_timer(timer) and isinstance(error, Exception):
                 raise _headers_timeout(limit) from None  # (the hang-up's own error says nothing)
             raise
-        if timer is not None and cancel_timer(timer):
+        if cancel_timer(timer):
             # Hung up mid-headers: http.client takes the end of the data for the end of the headers.
             response.close()
             raise _headers_timeout(limit)
