@@ -1,4 +1,4 @@
-"""Bounded reads of bodies that are not a stream."""
+"""Bounded reads of bodies that are not a stream (fakegpt._capped)."""
 import pytest
 
 import fakegpt
