@@ -170,6 +170,17 @@ def test_interim_answers_before_the_stream_are_skipped(interim):
     assert server.requests == 2 and server.accepted == 1
 
 
+def test_endless_interim_answers_are_a_connection_failure_not_a_hang():
+    def script(conn, number):
+        forever(conn, b"HTTP/1.1 103 Early Hints\r\n\r\n")
+
+    with Scripted(script) as server, client_for(server, timeout=(5, 30), max_retries=0) as client:
+        with pytest.raises(fakegpt.APIConnectionError, match=r"more than 32 interim \(1xx\) answers"):
+            client.complete(MESSAGES)
+        assert server.wait_closed(1)
+    assert server.requests == 1
+
+
 # -- 14. headers trickled byte by byte end at the read timeout --------------------------------
 def test_headers_trickled_byte_by_byte_time_out_and_that_is_retried():
     def script(conn, number):
