@@ -128,7 +128,8 @@ class Call:
         if self.read_at is not None and now - self.read_at <= limit:
             return (f"no complete event arrived for {limit:g} s, the read timeout, while data kept "
                     "arriving (the connection was dropped)")
-        return f"the stream stalled: no complete event arrived for {limit:g} s, the read timeout (the connection was dropped)"
+        return (f"the stream stalled: no complete event arrived for {limit:g} s, "
+                "the read timeout (the connection was dropped)")
 
     def expire(self, reason: str) -> None:
         """End the call with an :class:`~fakegpt.APITimeoutError` (the watchdog's side)."""

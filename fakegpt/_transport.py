@@ -48,7 +48,8 @@ from urllib3.connectionpool import ConnectionPool
 from ._watchdog import cancel_timer, start_timer
 
 __all__ = [
-    "Adapter", "ConnectionWatcher", "FinalResponse", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of", "watching",
+    "Adapter", "ConnectionWatcher", "FinalResponse", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of",
+    "watching",
 ]
 
 

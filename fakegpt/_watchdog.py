@@ -6,26 +6,30 @@ times a second, every call that is streaming:
 
 * its *deadline* (``Client(deadline=...)``): seconds for the whole call;
 * its *event timeout* (the read timeout): the longest wait for the next
-  complete event while the body is being read;
-
-It also runs the timers of :func:`start_timer` (a server that trickles the
-headers of an answer byte by byte resets the socket's timeout each time:
-the transport bounds their wait with a timer that hangs up the connection).
+  complete event while the body is being read.
 
 A call past either is expired (:meth:`fakegpt._call.Call.expire`): its
 connection is shut down and the call fails with :class:`~fakegpt.APITimeoutError`.
+
+The same thread runs the timers of :func:`start_timer`: a server that
+trickles the headers of an answer byte by byte resets the socket's timeout
+each time, so the transport bounds their wait with a timer that hangs up
+the connection.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call
 
 __all__ = ["INTERVAL", "cancel_timer", "start_timer", "watch"]
+
+logger = logging.getLogger("fakegpt")
 
 #: Seconds between two checks.
 INTERVAL = 0.25
@@ -34,7 +38,6 @@ _watched: "weakref.WeakSet[Call]" = weakref.WeakSet()
 _lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
 _timers: Dict[object, Tuple[float, Callable[[], None]]] = {}  # timer -> (when it is due, its action)
-_fired: Set[object] = set()  # timers whose action ran, until cancel_timer() is told
 
 
 def watch(call: "Call") -> None:
@@ -58,10 +61,7 @@ def start_timer(seconds: float, action: Callable[[], None]) -> object:
 def cancel_timer(timer: object) -> bool:
     """Cancel *timer*; True when it was too late (its action ran, or runs now)."""
     with _lock:
-        if _timers.pop(timer, None) is not None:
-            return False
-        _fired.discard(timer)
-        return True
+        return _timers.pop(timer, None) is None
 
 
 def _start() -> None:
@@ -88,6 +88,8 @@ def _run() -> None:
         with _lock:
             due = [timer for timer, (when, _) in _timers.items() if when <= now]
             actions = [_timers.pop(timer)[1] for timer in due]
-            _fired.update(due)
         for action in actions:
-            action()
+            try:
+                action()
+            except Exception:  # noqa: BLE001 - the one thread that ends overdue calls must live on
+                logger.exception("a watchdog timer failed")
