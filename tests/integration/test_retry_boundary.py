@@ -12,7 +12,7 @@ import pytest
 
 import fakegpt
 
-from ..netkit import ConnectProxy, _Listener, read_request
+from ..netkit import ConnectProxy, Silent, _Listener, read_request
 from .test_client_live import chunk, event
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
@@ -132,6 +132,34 @@ def test_a_5xx_is_sent_again_until_a_2xx_begins():
     with Scripted(script) as server, client_for(server, timeout=(5, 5), max_retries=2) as client:
         assert client.complete(MESSAGES) == "Hello"
     assert server.requests == 2 and len(client.waits) == 1
+
+
+def test_a_timeout_waiting_for_the_headers_is_retried():
+    with Silent() as silent, client_for(silent, timeout=(5, 0.5), max_retries=1) as client:
+        with pytest.raises(fakegpt.APITimeoutError, match="POST /api/conversation timed out waiting for the answer"):
+            client.complete(MESSAGES)
+        assert silent.wait_closed(2)
+    assert silent.accepted == 2 and len(client.waits) == 1  # no answer began: sent again
+
+
+def test_a_connection_closed_before_any_answer_is_retried():
+    with Scripted(lambda conn, number: None) as server, client_for(server, timeout=(5, 5), max_retries=2) as client:
+        with pytest.raises(fakegpt.APIConnectionError, match="failed: Remote end closed connection without response"):
+            client.complete(MESSAGES)
+    assert server.requests == 3 and len(client.waits) == 2
+
+
+def test_a_429_is_retried_after_its_retry_after():
+    def script(conn, number):
+        if number == 1:
+            conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n")
+        else:
+            conn.sendall(HEAD + chunk(event("Hello", "finished_successfully")) + DONE + b"0\r\n\r\n")
+        return True
+
+    with Scripted(script) as server, client_for(server, timeout=(5, 5), max_retries=2) as client:
+        assert client.complete(MESSAGES) == "Hello"
+    assert server.requests == 2 and client.waits == [7.0]
 
 
 # -- 3. an https proxy whose certificate fails is tried once --------------------------------
