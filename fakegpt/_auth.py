@@ -3,7 +3,10 @@
 A login: ``GET /api/loads`` lists the shared tokens, and they are tried one
 after the other, each at most once, until one works or every listed token
 was tried; no further token is tried once :data:`LOGIN_BUDGET` seconds have
-passed. A try is ``POST /auth/login`` then ``GET /api/auth/session``, each
+passed. The next token is tried after a rejected one (a dead token), and
+after a 5xx or a timeout that outlasted the retries of the request (a
+broken account); a 429 or a connection failure ends the login (the server
+as a whole is failing). A try is ``POST /auth/login`` then ``GET /api/auth/session``, each
 with the short :data:`LOGIN_TIMEOUT` (not the stream's).
 
 The order: least busy first (random among equals), or, when the password
@@ -33,7 +36,9 @@ from requests.cookies import create_cookie
 from ._constants import DEAD_TOKEN_TTL, LOGIN_BUDGET, LOGIN_TIMEOUT, SESSION_PASSWORD_LENGTH
 from ._secrets import register_secret
 from ._token import AccessToken
-from .exceptions import _NOT_JSON, APIStatusError, AuthenticationError, detail_from_body, parse_json
+from .exceptions import (
+    _NOT_JSON, APIStatusError, APITimeoutError, AuthenticationError, FakeGptError, detail_from_body, parse_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._cache import SessionCache
@@ -147,6 +152,7 @@ class SharedTokenLogin:
         failures: List[str] = []
         dead: List[str] = []
         revived: List[str] = []
+        transient: Optional[FakeGptError] = None
         try:
             for tried, token_id in enumerate(order):
                 if tried and time.monotonic() - started >= self._budget:
@@ -158,16 +164,29 @@ class SharedTokenLogin:
                     dead.append(token_id)
                     logger.debug("shared token %s", failure)
                     continue
+                except (APIStatusError, APITimeoutError) as error:
+                    if isinstance(error, APIStatusError) and error.status_code < 500:
+                        raise  # a 429 or a redirect speaks for the whole server, not for this token
+                    # A 5xx or a timeout (each already retried): this account's login is broken
+                    # for now, maybe not the next one's. Not remembered as dead.
+                    failures.append(f"{_short(token_id)}: {error}")
+                    transient = error
+                    logger.debug("shared token %s: %s; trying the next one", _short(token_id), error)
+                    continue
                 if token_id in known:
                     revived.append(token_id)
                 return token
         finally:
             self._dead.update(dead, revived)
+        if transient is not None and not dead:
+            raise transient  # no token was rejected: the server failed, say how
         if len(failures) == len(order):
-            tried_text = f"all {len(order)} tokens tried were rejected"
+            tried_text = f"all {len(order)} tokens tried failed"
         else:
-            tried_text = (f"{len(failures)} of {len(order)} tokens tried were rejected before the "
+            tried_text = (f"{len(failures)} of {len(order)} tokens tried failed before the "
                           f"{self._budget:g} s login budget ran out")
+        if not transient:
+            tried_text = tried_text.replace(" failed", " were rejected")
         raise AuthenticationError(f"no usable shared token: {tried_text} ({'; '.join(failures)})")
 
     def _order(self, listed: List[Tuple[str, float]]) -> Tuple[List[str], Set[str]]:

@@ -17,7 +17,7 @@ when their decoders are installed, as urllib3 decides); an identity body
 skips urllib3's decoding machinery. A connection goes back to the pool
 when the body has been read to its end (urllib3 does that itself); after
 ``[DONE]``, :meth:`Body.drain` waits a moment
-(:data:`~fakegpt._constants.DRAIN_GRACE`) for the end of the body.
+(:data:`~fakegpt._constants.DRAIN_GRACE`, in all) for the end of the body.
 
 Before any of that, :func:`check_stream_response` refuses what is not a
 readable event stream: a redirect, an HTML or JSON page, a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import time
 from typing import Any, Callable, Optional
 
 import requests
@@ -155,17 +156,21 @@ class Body:
 
     def drain(self) -> bool:
         """After ``[DONE]``: read what is left of the body if it comes within
-        :data:`DRAIN_GRACE`, so the connection can serve the next call.
-        True when the body ended cleanly."""
+        :data:`DRAIN_GRACE` in all (a server trickling bytes gets no more), so
+        the connection can serve the next call. True when the body ended cleanly."""
         if not self.chunked and getattr(self._raw, "length_remaining", None) is None:
             return False  # close-delimited: the connection cannot be reused anyway
         sock = socket_of(self.connection)
         if sock is None:
             return False
+        deadline = time.monotonic() + DRAIN_GRACE
         try:
-            # urllib3 sets the connection's timeout again when it is next used.
-            sock.settimeout(DRAIN_GRACE)
             while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # urllib3 sets the connection's timeout again when it is next used.
+                sock.settimeout(left)
                 data = self.read()
                 if not data:
                     return True

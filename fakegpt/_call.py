@@ -7,11 +7,10 @@ decoder that fed the reply, across retries and continuations.
 call at once, in whatever phase it is: logging in, waiting for headers,
 reading, backing off before a retry, between two requests of a continuation.
 
-No reference cycle holds a live response: an attempt leaves what it opened
-on the call (never in a return value or exception that tenacity keeps), the
-call keeps nothing that refers back to it, and :class:`~fakegpt.Stream`
-closes its call when it is dropped, whatever else still refers to the
-generator.
+The retry loop (:meth:`Call._post`) ends where the server's answer begins:
+what was accepted is never sent again. No reference cycle holds a live
+response: tenacity keeps no try's result, the call keeps nothing that refers
+back to it, and :class:`~fakegpt.Stream` closes its call when it is dropped.
 """
 from __future__ import annotations
 
@@ -20,7 +19,9 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Generator, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Generator, List, Mapping, Optional
+
+import requests
 
 from ._body import Body, check_stream_response
 from ._http import headers_for
@@ -42,10 +43,9 @@ _live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for 
 
 
 class _CallEnded(FakeGptError):
-    """Raised inside the transport for a call aborted or past its deadline:
-    ends its request or its login at once, before anything more is sent.
-    Never reaches the caller: an aborted call ends quietly, an expired one
-    with its :class:`~fakegpt.APITimeoutError`."""
+    """Raised inside the transport for a call that has ended: nothing more is
+    sent. Never reaches the caller: an aborted call ends quietly, an expired
+    one with its :class:`~fakegpt.APITimeoutError`."""
 
 
 class Call:
@@ -63,13 +63,14 @@ class Call:
         self.expired: Optional[str] = None
         #: When the last event arrived (the reader sets it), while a body is read.
         self.progress_at: Optional[float] = None
+        #: When the last bytes of the body arrived (the reader sets it).
+        self.read_at: Optional[float] = None
         self.closed = False
         self._started = time.monotonic()
         self._wake = threading.Event()  # set by abort(): ends a back-off at once
         self._lock = threading.Lock()
         self._body: Optional[Body] = None
         self._connection: Any = None  # of the request in flight, before its answer
-        self._opened: Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]] = None
         _live.add(self)
 
     # -- ending the call -------------------------------------------------------
@@ -97,32 +98,44 @@ class Call:
         """Release the response (the owner's side; also when abandoned)."""
         with self._lock:
             body, self._body = self._body, None
-            self._opened = None
         if body is not None:
             body.close()
         self.closed = True
         _live.discard(self)
+
+    # -- has this call ended? ----------------------------------------------------
+    def ended(self) -> bool:
+        """Whether the call has ended: aborted, or expired (past its deadline,
+        or no event for too long). The one answer, asked by the transport
+        before each connect and send (:meth:`connection_used`), by the reader
+        after each read, and by the retry loop before each try; nothing more
+        is sent or read for a call that has ended."""
+        return self.aborted or self.expired is not None
+
+    def check_expired(self) -> None:
+        """Raise the call's :class:`~fakegpt.APITimeoutError` if it expired."""
+        if self.expired is not None:
+            raise APITimeoutError(self.expired)
 
     def overdue(self, now: float) -> Optional[str]:
         """Why the call should end now (its deadline, or no event for too long), or ``None``."""
         engine = self._engine
         if engine.deadline is not None and now - self._started > engine.deadline:
             return f"the call took longer than its deadline ({engine.deadline:g} s)"
-        progress = self.progress_at
-        if engine.event_timeout is not None and progress is not None and now - progress > engine.event_timeout:
-            return (f"the stream stalled: no complete event arrived for {engine.event_timeout:g} s, "
-                    "the read timeout (the connection was dropped)")
-        return None
+        progress, limit = self.progress_at, engine.event_timeout
+        if limit is None or progress is None or now - progress <= limit:
+            return None
+        if self.read_at is not None and now - self.read_at <= limit:
+            return (f"no complete event arrived for {limit:g} s, the read timeout, while data kept "
+                    "arriving (the connection was dropped)")
+        return (f"the stream stalled: no complete event arrived for {limit:g} s, "
+                "the read timeout (the connection was dropped)")
 
     def expire(self, reason: str) -> None:
         """End the call with an :class:`~fakegpt.APITimeoutError` (the watchdog's side)."""
         with self._lock:
             self.expired = reason
         self._hang_up()
-
-    def check_expired(self) -> None:
-        if self.expired is not None:
-            raise APITimeoutError(self.expired)
 
     # -- ConnectionWatcher (see fakegpt._transport) -----------------------------
     def connection_used(self, connection: Any) -> None:
@@ -133,15 +146,12 @@ class Call:
             hang_up(connection)
             raise _CallEnded("the call has ended")  # the request is not sent (or its answer not awaited)
 
-    def ended(self) -> bool:
-        """Aborted, or past its deadline: nothing more is sent for the call."""
-        return self.aborted or self.expired is not None
-
     def pause(self, seconds: float) -> None:
         """Back off between retries, waking up at once when the call ends
         (:meth:`abort`, or the watchdog's :meth:`expire`)."""
         self._forget_connection()  # the failed try's went back to the pool: another call may use it now
-        self._wake.wait(seconds)
+        if not self.ended():
+            self._wake.wait(seconds)
 
     def _forget_connection(self) -> None:
         """The request in flight was answered or failed, and its connection
@@ -154,19 +164,19 @@ class Call:
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
                 require_text: bool = True) -> Generator[str, None, None]:
         """The deltas of one conversation request (*resume*: text of a message
-        already delivered). Retries what is retryable before the first delta;
-        on a 401, logs in once more. Errors leave with ``partial_text`` set and
-        secrets redacted."""
+        already delivered). Retries what is retryable until the server
+        accepts the request (see :meth:`_post`); on a 401, logs in once
+        more. Errors leave with ``partial_text`` set and secrets redacted."""
         try:
-            opened = self._open(body, resume)
-            if opened is None:
+            reader = self._open(body, resume)
+            if reader is None:
+                self.check_expired()
                 return
-            reader, deltas, first = opened
-            del opened
+            deltas = reader.deltas()
+            first = next(deltas, None)
             if first is not None:
                 if self._engine.event_timeout is not None:
-                    # Past the first delta nothing is retried, and the watchdog
-                    # times each event: the socket's own timeout is not needed.
+                    # The watchdog times each event from now on: the socket's own timeout is not needed.
                     reader.body.untimed_reads()
                 yield first
                 yield from deltas
@@ -183,8 +193,8 @@ class Call:
         finally:
             self._forget_connection()
 
-    def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]
-              ) -> Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]]:
+    def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]) -> Optional[ReplyReader]:
+        """The reader of the accepted request, or ``None`` when the call ended first."""
         engine = self._engine
         for fresh_login in (False, True):
             try:
@@ -193,12 +203,10 @@ class Call:
                     token = engine.token.get(stop=self.ended)
             finally:
                 self._forget_connection()  # the login's requests are over
-            self.check_expired()
-            if token is None or self.aborted:
+            if token is None or self.ended():
                 return None
-            retrying = make_retrying(engine.max_retries, engine.sleep or self.pause)
             try:
-                retrying(self._attempt, body, token, resume)
+                response = self._post(body, token)
             except AuthenticationError as error:
                 if error.status_code != 401:
                     raise
@@ -209,47 +217,61 @@ class Call:
                 logger.info("access token rejected (HTTP 401); logging in again")
                 engine.token.invalidate(token)
                 continue
-            finally:
-                del retrying
-            self.check_expired()
-            with self._lock:
-                opened, self._opened = self._opened, None
-            return opened
+            if response is None:
+                return None
+            # The server accepted the request: its answer began (a 2xx, or a
+            # redirect refused below). Nothing is sent again for it, whatever
+            # happens to the body: a stall, a drop, an error event.
+            return self._accept(response, resume)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, body: Mapping[str, Any], token: str, resume: Optional[Mapping[str, str]]) -> None:
-        """One try: open the stream and read up to its first delta. What it
-        opened is left on the call (``_opened``), never returned."""
-        if self.aborted:
-            return
-        self.check_expired()
+    def _post(self, body: Mapping[str, Any], token: str) -> Optional[requests.Response]:
+        """The retry loop: POST until the server's answer begins, and return
+        it (``None`` when the call ended first). Retried, after a wait (see
+        :mod:`fakegpt._retry`): a connection failure, a timeout before the
+        answer's headers, 429 and 5xx. Raised: any other error, or the last
+        one when the tries run out."""
+        engine = self._engine
+        retrying = make_retrying(engine.max_retries, engine.sleep or self.pause)
+        for attempt in retrying:
+            if self.ended():
+                return None
+            with attempt:
+                return self._send(body, token)
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _send(self, body: Mapping[str, Any], token: str) -> requests.Response:
+        """One try: send the POST, and wait for its answer's headers (at most
+        the read timeout, see :mod:`fakegpt._transport`)."""
         try:
             with watching(self):
                 # Redirects are not followed: the bearer headers would go to any host a redirect names.
-                response = self._engine.http.open(
+                return self._engine.http.open(
                     "POST", _CONVERSATION, what="POST /api/conversation", json=body,
                     headers=headers_for(token), allow_redirects=False)
-            check_stream_response(response)  # (a body read here can still be hung up)
         except FakeGptError:
             self._forget_connection()  # the answer was read, its connection went back to the pool
-            if self.aborted:  # the abort hung up before the answer came: end quietly
-                return
+            raise
+
+    def _accept(self, response: requests.Response, resume: Optional[Mapping[str, str]]) -> ReplyReader:
+        try:
+            check_stream_response(response)  # (a body read here can still be hung up)
+        except FakeGptError:
+            self._forget_connection()
             raise
         reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
         self._attach(reader)
-        deltas = reader.deltas()
-        first = next(deltas, None)
-        with self._lock:
-            self._opened = (reader, deltas, first)
+        return reader
 
     def _attach(self, reader: ReplyReader) -> None:
         with self._lock:
             previous, self._body = self._body, reader.body
             self._connection = None
             self.progress_at = time.monotonic()
+            self.read_at = None
             self.current = reader.decoder
             if self.decoders and not self.decoders[-1].parts:
-                self.decoders[-1] = reader.decoder  # a failed try delivered nothing: forget it
+                self.decoders[-1] = reader.decoder  # a request that delivered nothing: forget it
             else:
                 self.decoders.append(reader.decoder)
             ended = self.ended()

@@ -13,6 +13,7 @@ from .exceptions import APITimeoutError, IncompleteStreamError, StreamError
 
 __all__ = ["Control", "ReplyReader"]
 
+
 class Control(Protocol):
     """What the reader needs from the call it reads for."""
 
@@ -22,6 +23,18 @@ class Control(Protocol):
     expired: Optional[str]
     #: When the last event arrived.
     progress_at: Optional[float]
+    #: When the last bytes arrived.
+    read_at: Optional[float]
+
+    def ended(self) -> bool:
+        """Aborted or expired: asked after every read."""
+
+
+def _stop(control: Control, decoder: ReplyDecoder) -> None:
+    """The call ended while its body was read: quietly if it was aborted or
+    its reply is finished (only the ``[DONE]`` is missing), else with its timeout."""
+    if not (control.aborted or decoder.finished) and control.expired is not None:
+        raise APITimeoutError(control.expired) from None
 
 
 class ReplyReader:
@@ -33,30 +46,37 @@ class ReplyReader:
         self._control = control
 
     def deltas(self) -> Iterator[str]:
-        """The reply text, delta by delta; closes the response when done."""
+        """The reply text, delta by delta; closes the response when done.
+
+        "Has the call ended?" is asked after every read of the body, not
+        only per event: a compressed body can yield comments, or pieces of
+        one endless event, for minutes without a complete event."""
         body, decoder, control, sse = self.body, self.decoder, self._control, SSEDecoder()
-        feed, read = sse.feed, body.read
+        feed, read, ended = sse.feed, body.read, control.ended
         try:
             while True:  # the hot loop: kept flat on purpose
                 try:
                     chunk = read()
                 except Exception as error:  # noqa: BLE001 - mapped to a fakegpt error, or the end
-                    if control.aborted:
+                    if ended():
+                        _stop(control, decoder)
                         return
-                    if control.expired is not None:
-                        if decoder.finished:
-                            return  # the reply is complete; only [DONE] never came
-                        raise APITimeoutError(control.expired) from None
-                    failure = body_error(error)
-                    if decoder.finished and isinstance(failure, APITimeoutError):
-                        return  # the reply is complete; only [DONE] never came
-                    raise failure from error
+                    if decoder.finished:
+                        # The reply is complete; only its [DONE] never came (a stall, or a drop).
+                        yield from _held(decoder)
+                        return
+                    raise body_error(error) from error
+                if ended():
+                    _stop(control, decoder)
+                    return
                 if not chunk:
                     break
+                control.read_at = now = monotonic()
                 for event, data in feed(chunk):
-                    if control.aborted:  # before decoding: the text kept is the text delivered
+                    if ended():  # before decoding: the text kept is the text delivered
+                        _stop(control, decoder)
                         return
-                    control.progress_at = monotonic()
+                    control.progress_at = now
                     delta = decoder.feed(event, data)
                     if delta:
                         yield delta
@@ -66,12 +86,11 @@ class ReplyReader:
                 pending = sse.pending
                 if pending and pending[0] == b"[DONE]" and len(pending) == 1:
                     decoder.done = True  # its blank line may never come: it is final already
-                    held = decoder.flush()
-                    if held:
-                        yield held
+                    yield from _held(decoder)
                     body.drain()
                     return
-            if control.aborted:
+            if ended():
+                _stop(control, decoder)
                 return
             try:
                 for event, data in sse.close():
@@ -82,9 +101,7 @@ class ReplyReader:
                 if not isinstance(error.__cause__, ValueError):
                     raise  # an error event, whole; not a cut one
                 # Otherwise the body ended inside an event: that is a cut stream.
-            held = decoder.flush()
-            if held:
-                yield held
+            yield from _held(decoder)
             if not (decoder.done or decoder.finished):
                 message = "the stream ended before [DONE] and before the reply was finished"
                 if sse.stray is not None and not decoder.parts:
@@ -92,3 +109,10 @@ class ReplyReader:
                 raise IncompleteStreamError(message)
         finally:
             body.close()
+
+
+def _held(decoder: ReplyDecoder) -> Iterator[str]:
+    """The text the decoder still holds back, at the end of the stream."""
+    held = decoder.flush()
+    if held:
+        yield held

@@ -15,12 +15,14 @@ import email.utils
 import logging
 import math
 import random
+import ssl
 import time
 from datetime import timezone
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import requests
 import tenacity
+import urllib3
 
 from ._constants import BACKOFF_JITTER, INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER
 from .exceptions import APIConnectionError, APIStatusError, RateLimitError
@@ -39,6 +41,9 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
     10.0
     >>> retry_after_seconds("soon") is None
     True
+
+    A negative delay and a date no clock can hold (year 999999999999) are
+    ignored (``None``), like any other value that is not a delay.
     """
     if value is None:
         return None
@@ -48,16 +53,20 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when is None:  # Python < 3.10 returns None for garbage
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+        try:
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (OverflowError, ValueError, OSError):
+            return None
+        return None if math.isinf(seconds) else max(0.0, seconds)  # a date in the past: retry now
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         return None
-    return max(0.0, seconds)
+    return seconds
 
 
 def backoff_seconds(attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -73,9 +82,29 @@ def is_retryable(error: BaseException) -> bool:
             return False  # the caller decides whether to wait that long
         return isinstance(error, RateLimitError) or error.status_code >= 500
     if isinstance(error, APIConnectionError):
-        # A certificate that fails verification will fail the same way again.
-        return not isinstance(error.__cause__, requests.exceptions.SSLError)
+        # A certificate that fails verification will fail the same way again,
+        # wherever requests wrapped it (an https proxy's is inside a ProxyError).
+        return not any(isinstance(link, _TLS_ERRORS) for link in _causes(error))
     return False
+
+
+_TLS_ERRORS = (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)
+
+
+def _causes(error: BaseException) -> List[BaseException]:
+    """*error* and every error it wraps: its cause and context, urllib3's
+    ``reason``, and exceptions among its ``args`` (requests puts urllib3's
+    error there), depth first, each once."""
+    seen: List[BaseException] = []
+    pending = [error]
+    while pending and len(seen) < 32:
+        current = pending.pop()
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending.extend(link for link in inner if isinstance(link, BaseException))
+    return seen
 
 
 def wait_seconds(error: Optional[BaseException], attempt: int) -> float:

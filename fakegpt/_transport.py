@@ -12,7 +12,10 @@ What they add to the defaults, and through which public hook:
   tell the call in progress (a context variable, see :func:`watching`)
   which connection it got, and a call that has ended (aborted, or past its
   deadline) refuses it there: nothing more is connected or sent for it, a
-  retry of the login's included. The connection joins the adapter's set, so
+  retry of the login's included. The same class bounds the wait for the
+  answer's headers in all by the read timeout (each read of them is bounded
+  by the socket's), and reads past interim ``1xx`` answers
+  (:class:`FinalResponse`). The connection joins the adapter's set, so
   :meth:`Adapter.close` really closes every socket (urllib3 2's
   ``PoolManager.clear()`` leaves pooled connections open).
 * **No ~/.netrc credentials.** requests replaces the request's
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import http.client
 import ipaddress
 import socket
 import threading
@@ -42,8 +47,11 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
+from ._watchdog import cancel_timer, start_timer
+
 __all__ = [
-    "Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of", "watching",
+    "Adapter", "ConnectionWatcher", "FinalResponse", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of",
+    "watching",
 ]
 
 
@@ -134,6 +142,54 @@ class _Watching:
         if watcher is not None:  # aborted while the request went out: hung up now, no answer awaited
             watcher.connection_used(self)
 
+    def getresponse(self) -> Any:
+        # The socket's read timeout bounds each read of the headers, and a
+        # server trickling them a byte at a time resets it with each byte: a
+        # timer bounds them in all, hanging up the connection when it fires.
+        # urllib3 sets ``timeout`` to the read timeout before this call.
+        limit = self.timeout  # type: ignore[attr-defined]
+        if not isinstance(limit, (int, float)):
+            return super().getresponse()  # type: ignore[misc]
+        timer = start_timer(limit, functools.partial(hang_up, self))
+        try:
+            response = super().getresponse()  # type: ignore[misc]
+        except BaseException as error:
+            if cancel_timer(timer) and isinstance(error, Exception):
+                raise _headers_timeout(limit) from None  # (the hang-up's own error says nothing)
+            raise
+        if cancel_timer(timer):
+            # Hung up mid-headers: http.client takes the end of the data for the end of the headers.
+            response.close()
+            raise _headers_timeout(limit)
+        return response
+
+
+def _headers_timeout(limit: float) -> TimeoutError:
+    """What urllib3 turns into its ReadTimeoutError (and requests into a ReadTimeout)."""
+    return TimeoutError(f"the answer's headers did not arrive within {limit:g} s, the read timeout")
+
+
+#: Interim answers skipped before one request's real answer, at most.
+MAX_INTERIM = 32
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, which takes a ``1xx`` interim answer (``103
+    Early Hints``, ``102 Processing``) for the answer itself: it skips only
+    ``100 Continue``. This one reads past every interim answer (RFC 9110
+    §15.2: a client must accept them, and may ignore them) to the final one;
+    ``101 Switching Protocols`` is final (never asked for here). Installed
+    through ``response_class``, http.client's hook for its response type."""
+
+    def begin(self) -> None:
+        super().begin()
+        for _ in range(MAX_INTERIM):
+            if not (100 <= self.status < 200) or self.status == 101:
+                return
+            self.headers = self.msg = None  # type: ignore[assignment]  # begin() reads a head while it has none
+            super().begin()
+        raise http.client.HTTPException(f"more than {MAX_INTERIM} interim (1xx) answers")
+
 
 class Adapter(HTTPAdapter):
     """``requests``' adapter; its connections are watched and closed for real."""
@@ -167,7 +223,8 @@ class Adapter(HTTPAdapter):
         with self._classes_lock:
             cls = self._classes.get(base)
             if cls is None:
-                cls = type(base.__name__, (_Watching, base), {"_fakegpt_connections": self._connections})
+                cls = type(base.__name__, (_Watching, base),
+                           {"_fakegpt_connections": self._connections, "response_class": FinalResponse})
                 self._classes[base] = cls
             return cls
 

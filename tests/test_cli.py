@@ -123,11 +123,10 @@ def test_an_unknown_option_shows_its_commands_usage(capsys, argv, command, unkno
 def test_timeout_takes_connect_and_read_seconds(capsys, fakegpt_emulator):
     """``--timeout 5,1``: the read part bounds a stall, as FAKEGPT_TIMEOUT=5,1 does."""
     fakegpt_emulator.stream_fault("stall", after_words=2, seconds=30)
-    started = time.monotonic()
     status, out, err = run(["chat", "--base-url", fakegpt_emulator.url, "--timeout", "5,1", "hi"], capsys)
+    # After its 30 s stall the reply would go on to the end: the 1 s read timeout ended it.
     assert status == 1 and out == "Hello! You \n"
     assert err.startswith("fakegpt: error: APITimeoutError:") and err.count("\n") == 1
-    assert time.monotonic() - started < 25  # the stall lasts 30 s: the 1 s read timeout ended it
 
 
 @pytest.mark.parametrize("retries, status, calls", [("0", 1, 1), ("1", 0, 2)])

@@ -1,18 +1,47 @@
 """Which failures are retried, and how long the client waits."""
 import email.utils
+import ssl
 
 import pytest
 import requests
+import urllib3
 
 import fakegpt
 from fakegpt._constants import INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER
 from fakegpt._retry import backoff_seconds, is_retryable, make_retrying, retry_after_seconds
 
 
-@pytest.mark.parametrize("value, seconds", [("3", 3.0), (" 0.5 ", 0.5), ("0", 0.0), ("-4", 0.0), (None, None),
+@pytest.mark.parametrize("value, seconds", [("3", 3.0), (" 0.5 ", 0.5), ("0", 0.0), (None, None),
                                             ("soon", None), ("", None), ("nan", None), ("inf", None)])
 def test_retry_after_seconds(value, seconds):
     assert retry_after_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["-4", "-0.5", " -1e9 "])
+def test_a_negative_retry_after_is_ignored(value):
+    assert retry_after_seconds(value) is None
+
+
+@pytest.mark.parametrize("value", ["Fri, 31 Dec 999999999999 23:59:59 GMT", "Fri, 31 Dec 99999 23:59:59 GMT"])
+def test_an_http_date_no_clock_can_hold_is_ignored_without_an_overflow(value):
+    assert retry_after_seconds(value) is None
+
+
+def test_a_503_with_a_date_of_a_huge_year_falls_back_to_the_backoff(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=503, body="busy",
+                    headers={"Retry-After": "Fri, 31 Dec 999999999999 23:59:59 GMT"})
+    server.logged_in()
+    server.conversation()
+    assert client.complete([{"role": "user", "content": "Hi"}]) == "Hello world"
+    assert len(client.waits) == 1 and INITIAL_BACKOFF * 0.75 <= client.waits[0] <= INITIAL_BACKOFF
+
+
+def test_a_negative_retry_after_falls_back_to_the_backoff(server, client):
+    server.rsps.get("https://chat.test/api/loads", status=429, body="slow down", headers={"Retry-After": "-30"})
+    server.logged_in()
+    server.conversation()
+    assert client.complete([{"role": "user", "content": "Hi"}]) == "Hello world"
+    assert len(client.waits) == 1 and INITIAL_BACKOFF * 0.75 <= client.waits[0] <= INITIAL_BACKOFF
 
 
 def test_retry_after_http_date():
@@ -34,6 +63,17 @@ def _ssl_error():
     return error
 
 
+def _proxy_ssl_error():
+    """What requests raises for an https proxy whose certificate fails: the
+    SSLError inside urllib3's ProxyError, inside MaxRetryError, inside requests' ProxyError."""
+    verify = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    inner = urllib3.exceptions.ProxyError("Unable to connect to proxy", urllib3.exceptions.SSLError(verify))
+    outer = requests.exceptions.ProxyError(urllib3.exceptions.MaxRetryError(None, "/", inner))
+    error = fakegpt.APIConnectionError("could not use the proxy")
+    error.__cause__ = outer
+    return error
+
+
 @pytest.mark.parametrize(
     "error, retry",
     [
@@ -51,6 +91,7 @@ def _ssl_error():
         (fakegpt.IncompleteStreamError("cut"), False),
         (fakegpt.NoValidResponseError("empty"), False),
         (_ssl_error(), False),
+        (_proxy_ssl_error(), False),
         (ValueError("a bug"), False),
     ],
 )

@@ -236,9 +236,9 @@ def slow(caplog):
 
 
 def assert_hung_up(emulator, pump_finished, since):
-    assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=1.0)
-    assert time.monotonic() - since < 1.0
-    assert pump_finished[-1].wait(1.0)  # the worker thread is free again
+    # The reply takes about 2 s: read to its end, it would be no disconnect.
+    assert emulator.wait_until(lambda e: e.counts["disconnects"] == 1, timeout=10)
+    assert pump_finished[-1].wait(10)  # the worker thread is free again
 
 
 def test_break_out_of_async_for_hangs_up(slow, pump_finished):
