@@ -40,7 +40,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Set (to anything but empty or "0") to have :func:`create_app` call :func:`seed_offline_registry`.
 OFFLINE_VARIABLE = "FAKEGPT_G4F_OFFLINE"
@@ -65,7 +64,7 @@ def create_app() -> "FailureStatus":
     return FailureStatus(api.create_app())
 
 
-def seed_offline_registry() -> Optional[Path]:
+def seed_offline_registry() -> Optional[str]:
     """Let g4f 8.x's API server start without the network.
 
     ``import g4f.api`` (8.x) builds its ``G4FSpace`` provider from a registry
@@ -91,7 +90,7 @@ def seed_offline_registry() -> Optional[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     registry = {"providers": {"default": {"baseUrl": OFFLINE_BASE_URL}}, "defaultModels": {"default": ""}}
     path.write_text(json.dumps(registry), encoding="utf-8")
-    return path
+    return str(path)
 
 
 class FailureStatus:
@@ -106,8 +105,9 @@ class FailureStatus:
     and so does the body: the message is what g4f wrote.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: Any) -> None:
+        """:param app: the ASGI app to wrap (g4f's)."""
+        self.app: Callable[[Scope, Receive, Send], Awaitable[None]] = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":

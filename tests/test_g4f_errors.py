@@ -297,7 +297,8 @@ def test_seed_offline_registry_writes_todays_registry_once(tmp_path, monkeypatch
 
     monkeypatch.setitem(sys.modules, "g4f.config", types.SimpleNamespace(get_cache_dir=lambda: str(tmp_path)))
     written = seed_offline_registry()
-    assert written == tmp_path / ".models" / datetime.date.today().strftime("%Y-%m-%d") / "providers.json"
+    assert written == str(tmp_path / ".models" / datetime.date.today().strftime("%Y-%m-%d") / "providers.json")
+    written = tmp_path / written
     registry = json.loads(written.read_text())
     assert registry == {"providers": {"default": {"baseUrl": OFFLINE_BASE_URL}}, "defaultModels": {"default": ""}}
     assert seed_offline_registry() is None  # today's file is there: left alone

@@ -7,7 +7,7 @@ release, uvicorn and openai::
 
 It starts the emulator in this process and ``fakegpt g4f-api --workers 2
 --offline`` as a child process on a free loopback port (FAKEGPT_BASE_URL
-pointing at the emulator), then checks: the model list, a plain and a
+pointing at the emulator), then checks: the model lists, a plain and a
 streamed reply, every call answered by FakeGpt whichever worker takes it,
 401 for a dead token list, 429 with ``Retry-After`` for a rate limit the
 server keeps up, and an error mid-stream. The openai client never retries
@@ -101,6 +101,13 @@ def run_cases(results, emulator, port, major):
         listed = client(port).models.list()
         assert len(listed.data) > 0, "no models listed"
     results.run("GET /v1/models", "api", models)
+
+    def provider_models():
+        answer = requests.get(f"http://127.0.0.1:{port}/api/FakeGpt/models", timeout=30)
+        assert answer.status_code == 200, answer.text[:300]
+        ids = [model["id"] for model in answer.json()["data"]]
+        assert "gpt-3.5-turbo" in ids, ids
+    results.run("GET /api/FakeGpt/models", "api", provider_models)
 
     def plain():
         prompt = "plain through the API"
