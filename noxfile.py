@@ -6,6 +6,7 @@ and on the oldest and the newest Python fakegpt supports (``tests-3.9``,
     pip install -e '.[matrix]' && nox            # every session (.ci/run does this)
     nox -s g4f-0.5.0.1                           # one release
     nox -s table                                 # the results as the table in docs/gpt4free.rst
+    nox -s g4f-api-0.5.0.1                       # g4f's API server with FakeGpt, driven by openai
     nox -s real-model                            # fakegpt serve --upstream in front of a real model
 
 Each session installs fakegpt (one wheel, built once per run and shared by
@@ -14,6 +15,10 @@ tests/g4f_matrix/check_entry_points.py (every entry point, by class and by
 name, against the emulator) and, with nest_asyncio uninstalled,
 tests/g4f_matrix/check_jupyter.py (a real kernel). venvs are reused between
 runs and pip's download cache is left on, so a second run installs nothing new.
+
+The ``g4f-api-<release>`` sessions run g4f's OpenAI-compatible API server
+with FakeGpt (``fakegpt g4f-api``, two workers) against the emulator and drive
+it with the official ``openai`` client (tests/g4f_matrix/check_api_server.py).
 """
 import glob
 import os
@@ -33,9 +38,15 @@ MATRIX = os.path.join(ROOT, "tests", "g4f_matrix")
 WHEELS = os.path.join(ROOT, ".nox", "_wheels")
 REPORTS = os.path.join(ROOT, ".nox", "_reports")
 
+#: The releases whose API server (g4f.api) is checked with the openai client.
+G4F_API_VERSIONS = ("0.5.0.1", "8.8.6")
+#: What g4f.api needs besides g4f (0.5.x has no "api" extra), and the client that drives it.
+API_SERVER = ("fastapi", "uvicorn", "python-multipart", "openai")
+
 nox.options.reuse_venv = "yes"
 nox.options.sessions = (["urllib3-1.26"] + [f"tests-{python}" for python in PYTHONS]
-                        + [f"g4f-{version}" for version in G4F_VERSIONS])
+                        + [f"g4f-{version}" for version in G4F_VERSIONS]
+                        + [f"g4f-api-{version}" for version in G4F_API_VERSIONS])
 nox.options.error_on_missing_interpreters = True
 
 _built = []  # the fakegpt wheel of this nox run
@@ -81,6 +92,23 @@ for _version in G4F_VERSIONS:
 
     _session.__doc__ = f"fakegpt.FakeGpt with g4f=={_version}: every entry point, and a Jupyter kernel."
     nox.session(name=f"g4f-{_version}")(_session)
+
+
+def check_api(session, version):
+    wheel = fakegpt_wheel(session)
+    session.install(f"g4f[api]=={version}", *API_SERVER, wheel)
+    session.install("--force-reinstall", "--no-deps", wheel)  # a reused venv gets this run's code
+    env = script_env(session)
+    session.chdir(session.create_tmp())
+    session.run("python", os.path.join(MATRIX, "check_api_server.py"), env=env)
+
+
+for _version in G4F_API_VERSIONS:
+    def _api_session(session, version=_version):
+        check_api(session, version)
+
+    _api_session.__doc__ = f"g4f=={_version}'s API server with FakeGpt, driven by the openai client."
+    nox.session(name=f"g4f-api-{_version}")(_api_session)
 
 
 def interpreter(version):

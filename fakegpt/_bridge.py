@@ -33,6 +33,10 @@ cancelling 64 busy streams waited tens of milliseconds on them in turn.
 The loop only marks the stream aborted (no delta more, at once) and
 :func:`hang_up_soon` has one daemon thread shut the sockets down.
 
+**Many streams.** With 64 or more channels open on one loop, a worker
+does not wake the loop itself: the loop's timer collects the channels
+with something new every 5 ms (see :mod:`fakegpt._wakeups`).
+
 **Threads.** :func:`start_worker` runs each stream in a daemon thread of
 its own, started by one spawner thread so the loop never waits for it: no
 shared pool that a few stalled servers could exhaust, and no thread that
@@ -49,6 +53,8 @@ import queue
 import sys
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+from ._wakeups import hub_of
 
 __all__ = [
     "Channel", "FAST_GAP", "MAX_BATCH", "MAX_BATCH_AGE", "MAX_BUFFER", "MAX_BUFFER_BYTES", "hang_up_soon", "pump",
@@ -192,6 +198,9 @@ class Channel:
         #: Set by the loop's side: deltas come in bursts, collect them on a timer.
         self.fast = False
         self.abandoned = False  # the receiving side has gone away
+        self._hub = hub_of(loop)  # with many channels open, wake-ups go through the loop's timer
+        self._hub.opened()
+        self._detached = False
 
     # -- the worker's side -----------------------------------------------------
     def put(self, item: str) -> bool:
@@ -239,6 +248,15 @@ class Channel:
         with self._lock:
             self.abandoned = True
             self._room.notify_all()
+        self._detach()
+
+    def _detach(self) -> None:
+        """No longer counted as open by the loop's hub (once)."""
+        with self._lock:
+            if self._detached:
+                return
+            self._detached = True
+        self._hub.closed()
 
     def _wake_needed(self) -> bool:
         if self._waiter is None or self._wake_pending:
@@ -247,6 +265,8 @@ class Channel:
         return True
 
     def _wake(self) -> bool:
+        if self._hub.defer(self._release):  # a busy loop: its timer releases us, no system call here
+            return True
         try:
             self._loop.call_soon_threadsafe(self._release)
             return True
@@ -265,15 +285,23 @@ class Channel:
         """Wait for items: ``(batch, closed, error)``; *closed* once nothing more will come."""
         while True:
             with self._lock:
-                if self._items or self._closed:
+                closed, error = self._closed, self._error  # as of this take: an item put since comes next time
+                ready = bool(self._items) or closed
+                if ready:
                     items, self._items, self._chars = self._items, [], 0
                     now = self._loop.time()
                     self.fast = len(items) > 1 or now - self._last_batch < FAST_GAP
                     self._last_batch = now
                     self._room.notify_all()
-                    return items, self._closed, self._error
-                waiter = self._waiter = self._loop.create_future()
-                fast = self.fast
+                else:
+                    waiter = self._waiter = self._loop.create_future()
+                    fast = self.fast
+            if ready:
+                if closed:
+                    self._detach()
+                return items, closed, error
+            if not fast:
+                self._hub.arm(self._loop)  # many channels open: deltas come on its timer
             timer = self._loop.call_later(MAX_BATCH_AGE, self._release) if fast else None
             try:
                 await waiter

@@ -21,17 +21,33 @@ event loop is started, so it works inside a running one (Jupyter) without
 """
 from __future__ import annotations
 
+import logging
+import threading
 from typing import (
-    TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+    TYPE_CHECKING, Any, AsyncGenerator, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple,
 )
 
 from ._config import env_str
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._protocol import DEFAULT_MODEL, MODEL_SLUGS
 
-__all__ = ["ProviderHooks"]
+__all__ = ["ProviderHooks", "log_ignored"]
 
 Messages = Sequence[Mapping[str, str]]
+logger = logging.getLogger("fakegpt")
+_ignored_lock = threading.Lock()
+_ignored_logged: Set[str] = set()
+
+
+def log_ignored(names: Any) -> None:
+    """Log at DEBUG, once per name per process, each keyword argument the
+    provider ignores (gpt4free's contract: unknown arguments are accepted;
+    a typo such as ``timout=`` shows in the debug log)."""
+    with _ignored_lock:
+        new = sorted(name for name in names if name not in _ignored_logged)
+        _ignored_logged.update(new)
+    for name in new:
+        logger.debug("FakeGpt ignores the keyword argument %r (logged once)", name)
 
 
 class _ClassProperty:
@@ -94,6 +110,9 @@ class ProviderHooks:
     models: List[str] = [DEFAULT_MODEL, *MODEL_SLUGS.values()]
     #: Other names for those models (none: any other name is passed through to the server).
     model_aliases: Dict[str, str] = {}
+    #: The gpt4free package :meth:`register` registered the class in: its
+    #: authentication and rate-limit errors are then gpt4free's too.
+    _g4f_package: Optional[str] = None
 
     if TYPE_CHECKING:
         @classmethod

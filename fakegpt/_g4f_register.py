@@ -16,6 +16,9 @@ added to 8.x's list of providers it picks from by itself (``ProviderLoader.names
 so calls that do not ask for the provider are routed as before. The class is
 also registered as a virtual subclass of g4f's ``AsyncGeneratorProvider``
 (an ABC), which 0.2.0.9's ``create_async(stream=True)`` checks.
+
+From then on the provider raises its authentication and rate-limit errors
+as gpt4free's too (see :mod:`fakegpt._g4f_errors`).
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ import sys
 import threading
 from types import ModuleType
 from typing import Any, Dict, List
+
+from ._g4f_errors import install as _install_errors
 
 __all__ = ["register"]
 
@@ -111,6 +116,14 @@ def register(provider: type, package: str = "g4f") -> None:
             exported.append(name)
         if olds:
             _patch_modules(package, olds, provider)
+
+        try:
+            errors = importlib.import_module(f"{package}.errors")
+        except ImportError:
+            errors = None  # a release without the module: the errors stay fakegpt's alone
+        if errors is not None:
+            _install_errors(package, errors)
+            setattr(provider, "_g4f_package", package)  # ProviderHooks._g4f_package
 
         base = namespace.get("AsyncGeneratorProvider")
         if isinstance(base, abc.ABCMeta) and not issubclass(provider, base):

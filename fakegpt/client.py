@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Generator, Mapping, Optional, Sequence, Union
 
 import requests
 
 from ._auth import AccessToken, DeadTokens, SharedTokenLogin, new_session_password
 from ._cache import SessionCache, default_cache_path
+from ._call import Call
 from ._engine import Engine
 from ._config import env_max_retries, env_session_cache, env_str, env_timeout, setting_problems
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LOGIN_TIMEOUT
@@ -188,8 +189,14 @@ class Client:
         prompt = flatten_prompt(validate_messages(messages))
         if not prompt.strip():
             raise ValueError("the prompt is empty")
-        body = conversation_body(prompt, web_model(model))
-        return Stream(self._engine.new_call(), lambda call: call.request(body))
+        slug = web_model(model)
+
+        def deltas(call: Call) -> Generator[str, None, None]:
+            # The body (two uuid4s: system calls) is made when the stream starts, by the
+            # thread that reads it: not by an event loop starting hundreds of calls.
+            yield from call.request(conversation_body(prompt, slug))
+
+        return Stream(self._engine.new_call(), deltas)
 
     def complete(self, messages: Messages, model: Optional[str] = DEFAULT_MODEL) -> Reply:
         """The whole reply to *messages*: a :class:`Reply`, which is the text

@@ -37,7 +37,8 @@ from typing import Any, AsyncGenerator, Dict, Iterator, Mapping, Optional, Seque
 
 from ._bridge import Channel, hang_up_soon, pump, start_worker
 from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
-from ._g4f import ProviderHooks
+from ._g4f import ProviderHooks, log_ignored
+from ._g4f_errors import as_g4f
 from ._stream import Stream
 from .client import Client
 from .exceptions import FakeGptError
@@ -85,8 +86,8 @@ class FakeGpt(ProviderHooks):
         """An async generator of the reply's text deltas.
 
         Unknown keyword arguments (``stream=``, ...) are accepted and
-        ignored, as the original did; ``timeout``, ``max_retries`` and
-        ``deadline`` set the client's.
+        ignored, as the original did (each name is logged once at DEBUG);
+        ``timeout``, ``max_retries`` and ``deadline`` set the client's.
 
         At most ``FakeGpt.max_concurrency`` calls stream at once per event loop;
         the others wait for their turn on the loop, so cancelling one that
@@ -109,7 +110,7 @@ class FakeGpt(ProviderHooks):
                         for delta in batch:
                             yield delta
                         if error is not None:
-                            raise error
+                            raise as_g4f(error, cls._g4f_package)
                         if ended:
                             return
                 finally:
@@ -134,7 +135,7 @@ class FakeGpt(ProviderHooks):
         """
         options = {name: kwargs.pop(name) for name in _CLIENT_OPTIONS if name in kwargs}
         if kwargs:
-            logger.debug("FakeGpt ignores the keyword arguments %s", sorted(kwargs))
+            log_ignored(kwargs)
         client = cls._client(proxy, options)
         return _ProviderStream(cls, client, client.stream(messages, model=model or None))
 
@@ -246,15 +247,17 @@ class _ProviderStream(collections.abc.Generator[str, None, None]):
                 self._record()
                 yield delta
                 yield from deltas
+        except BaseException as error:
+            raise as_g4f(error, self._provider._g4f_package)  # type: ignore[attr-defined]
         finally:
             self.close()
 
     def send(self, value: Any) -> str:
         try:
             delta = self._stream.send(value)
-        except BaseException:
+        except BaseException as error:
             self._end()
-            raise
+            raise as_g4f(error, self._provider._g4f_package)  # type: ignore[attr-defined]
         if not self._recorded:
             self._record()
         return delta

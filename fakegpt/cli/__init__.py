@@ -1,4 +1,4 @@
-"""The ``fakegpt`` command: ``fakegpt chat`` and ``fakegpt serve``.
+"""The ``fakegpt`` command: ``fakegpt chat``, ``fakegpt serve`` and ``fakegpt g4f-api``.
 
 Exit status: 0 on success (``serve`` stopped by Ctrl-C or SIGTERM included),
 1 when the call fails or standard output cannot take the reply (one line on
@@ -18,6 +18,7 @@ from .._config import setting_problems
 from ..exceptions import FakeGptError
 from ._args import build_parser
 from ._chat import Run, UsageError, chat
+from ._g4f_api import g4f_api
 from ._output import OutputError, OutputGone, output_failure, silence_stdout, write_out
 from ._serve import serve
 
@@ -100,7 +101,10 @@ def _output_failed(error: Exception) -> int:
 def _run(args: argparse.Namespace, usage: argparse.ArgumentParser) -> int:
     run = Run()
     try:
-        status = serve(args) if args.command == "serve" else chat(args, run)
+        if args.command == "g4f-api":
+            status = g4f_api(args)
+        else:
+            status = serve(args) if args.command == "serve" else chat(args, run)
     except UsageError as error:
         usage.error(str(error))  # exits 2
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ examples:
   fakegpt chat --emulator                        an interactive chat (on a terminal)
   fakegpt chat --base-url URL --session-cache 1 --conversation-id ID --parent-id ID "And then?"
   fakegpt serve --port 8787 --delay 0.05         run the emulator for other programs
+  fakegpt g4f-api --base-url URL --workers 4     gpt4free's OpenAI-compatible API server with FakeGpt
 
 environment (an option beats its variable):
   FAKEGPT_BASE_URL, FAKEGPT_PROXY, FAKEGPT_TIMEOUT (seconds or connect,read),
@@ -90,7 +91,11 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
     parser.add_argument("--debug", action="store_true", help="log the HTTP flow (secrets redacted) and show tracebacks")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    return parser, {"chat": _chat_parser(commands, debug), "serve": _serve_parser(commands, debug)}
+    parsers = {"chat": _chat_parser(commands, debug), "serve": _serve_parser(commands, debug)}
+    from ._g4f_api import add_parser as g4f_api_parser  # here: that module uses this one's converters
+
+    parsers["g4f-api"] = g4f_api_parser(commands, debug)
+    return parser, parsers
 
 
 def _chat_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
