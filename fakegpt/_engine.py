@@ -33,10 +33,15 @@ class Engine:
         self.sleep: Optional[Callable[[float], Any]] = None
         self._calls: "weakref.WeakSet[Call]" = weakref.WeakSet()
         self._lock = threading.Lock()
+        #: Whether :meth:`close` was called: no call starts any more.
+        self.closed = False
 
     def new_call(self) -> Call:
-        call = Call(self)
+        """A new call; ``ValueError`` once the client is closed (before any request)."""
         with self._lock:
+            if self.closed:
+                raise ValueError("this Client is closed")
+            call = Call(self)
             self._calls.add(call)
         if self.deadline is not None or self.event_timeout is not None:
             watch(call)
@@ -49,6 +54,7 @@ class Engine:
     def close(self) -> None:
         """Abort every call still running, then close every connection."""
         with self._lock:
+            self.closed = True
             calls = list(self._calls)
         for call in calls:
             call.abort()
