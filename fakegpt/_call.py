@@ -269,7 +269,11 @@ class Call:
 
     @property
     def text(self) -> str:
-        return "".join(part for decoder in self.decoders for part in decoder.parts)
+        """The text delivered so far; from any thread, a prefix of the final
+        text. Each list is copied in one step (``list()`` of a list) before it
+        is read: the reading thread joins a decoder's parts in place, and an
+        iteration across that would skip some."""
+        return "".join(["".join(list(decoder.parts)) for decoder in list(self.decoders)])
 
 
 @atexit.register

@@ -48,3 +48,32 @@ def test_a_conversation_of_a_closed_client_refuses_every_call_before_any_request
     with pytest.raises(ValueError, match="^this Client is closed$"):
         client.conversation()
     assert emulator.counts["requests"] == posts
+
+
+# -- item: Stream.text from another thread is a consistent prefix ---------------------
+@pytest.mark.parametrize("fmt", ["cumulative", "v1"])
+def test_text_read_from_another_thread_is_always_a_prefix_of_the_final_text(fmt):
+    words = [f"w{i} " for i in range(6000)]  # many deltas: the decoder joins its parts in place, often
+    with Emulator(format=fmt, responder=lambda prompt: "".join(words)) as emulator:
+        with fakegpt.Client(emulator.url) as client:
+            stream = client.stream(MESSAGES)
+            done, samples = threading.Event(), []
+
+            def sample():
+                while not done.is_set():
+                    samples.append(stream.text)
+
+            reader = threading.Thread(target=sample, daemon=True)
+            reader.start()
+            try:
+                final = "".join(stream)
+            finally:
+                done.set()
+                reader.join(30)
+    assert final == "".join(words) and stream.text == final
+    assert len(samples) > 1
+    previous = ""
+    for text in samples:
+        assert final.startswith(text), f"not a prefix: ...{text[-40:]!r}"
+        assert text.startswith(previous), "a later sample lost text an earlier one had"
+        previous = text
