@@ -34,6 +34,37 @@ def run_in_thread(target):
     return thread, outcome
 
 
+# -- item: the provider's client is pinned for the call's life ------------------
+class _PushingOut(dict):
+    """A message whose reading (between FakeGpt._client() and the start of the
+    call) pushes the call's client out of the provider's registry."""
+
+    pushed = False
+
+    def __getitem__(self, key):
+        if not _PushingOut.pushed:
+            _PushingOut.pushed = True
+            for i in range(provider_module._MAX_CLIENTS):
+                FakeGpt.create_completion("gpt-3.5-turbo", HI, proxy=f"http://127.0.0.1:{i + 1}").close()
+        return super().__getitem__(key)
+
+
+def test_a_client_pushed_out_of_the_registry_before_its_call_starts_is_not_closed(emulator):
+    _PushingOut.pushed = False
+    stream = FakeGpt.create_completion("gpt-3.5-turbo", [_PushingOut(role="user", content="Hi")])
+    assert _PushingOut.pushed and stream._client not in provider_module._clients.values()
+    assert not stream._client._closed  # pinned by the call
+    assert "".join(stream) == default_responder("Hi")
+    assert stream._client._closed  # closed when its last call ended
+    assert emulator.counts["conversations"] == 1
+
+
+def test_bad_input_releases_the_client_it_was_lent(emulator):
+    with pytest.raises(ValueError):
+        FakeGpt.create_completion("gpt-3.5-turbo", [])
+    assert not provider_module._in_use
+
+
 # -- item: a Conversation of a closed client sends nothing ---------------------------
 def test_a_conversation_of_a_closed_client_refuses_every_call_before_any_request(emulator):
     client = fakegpt.Client(emulator.url)
