@@ -16,6 +16,7 @@ generator.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from ._http import headers_for
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
 from ._retry import make_retrying
-from ._transport import hang_up, watching
+from ._transport import hang_up, hang_up_owned, watching
 from .exceptions import APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError
 
 if TYPE_CHECKING:
@@ -84,14 +85,16 @@ class Call:
             self._hang_up()
 
     def _hang_up(self) -> None:
-        """Wake a back-off, and shut down the body's or the pending request's connection."""
+        """Wake a back-off, and shut down the body's or the pending request's
+        connection: only while this call's request is the last one sent on it
+        (it may be back in the pool, serving another call now)."""
         with self._lock:
             connection, body = self._connection, self._body
         self._wake.set()
         if body is not None:
-            hang_up(body.connection)
+            hang_up_owned(body.connection, self)
         if connection is not None:
-            hang_up(connection)
+            hang_up_owned(connection, self)
 
     def close(self) -> None:
         """Release the response (the owner's side; also when abandoned)."""
@@ -125,6 +128,21 @@ class Call:
             raise APITimeoutError(self.expired)
 
     # -- ConnectionWatcher (see fakegpt._transport) -----------------------------
+    @contextlib.contextmanager
+    def _requesting(self) -> Iterator[None]:
+        """The one owner of the call's current connection. While active, each
+        connection the transport uses for this call's requests is reported to
+        :meth:`connection_used`, which makes it the current one (under the
+        lock); on leaving, the call forgets it (under the lock), whatever
+        happened. A connection that went back to the pool meanwhile may serve
+        another call already: :meth:`_hang_up` leaves it alone then."""
+        with watching(self):
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._connection = None
+
     def connection_used(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
@@ -140,15 +158,7 @@ class Call:
     def pause(self, seconds: float) -> None:
         """Back off between retries, waking up at once when the call ends
         (:meth:`abort`, or the watchdog's :meth:`expire`)."""
-        self._forget_connection()  # the failed try's went back to the pool: another call may use it now
         self._wake.wait(seconds)
-
-    def _forget_connection(self) -> None:
-        """The request in flight was answered or failed, and its connection
-        went back to the pool: an abort must not hang up a connection that
-        may serve another call now."""
-        with self._lock:
-            self._connection = None
 
     # -- one request's deltas --------------------------------------------------
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
@@ -180,19 +190,14 @@ class Call:
             if not error.partial_text:
                 error.partial_text = self.text
             raise self._engine.scrub(error)
-        finally:
-            self._forget_connection()
 
     def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]
               ) -> Optional[Tuple[ReplyReader, Iterator[str], Optional[str]]]:
         engine = self._engine
         for fresh_login in (False, True):
-            try:
-                with watching(self):
-                    # A login led by a call that ended is "interrupted": its waiters log in themselves.
-                    token = engine.token.get(stop=self.ended)
-            finally:
-                self._forget_connection()  # the login's requests are over
+            with self._requesting():
+                # A login led by a call that ended is "interrupted": its waiters log in themselves.
+                token = engine.token.get(stop=self.ended)
             self.check_expired()
             if token is None or self.aborted:
                 return None
@@ -224,14 +229,13 @@ class Call:
             return
         self.check_expired()
         try:
-            with watching(self):
+            with self._requesting():
                 # Redirects are not followed: the bearer headers would go to any host a redirect names.
                 response = self._engine.http.open(
                     "POST", _CONVERSATION, what="POST /api/conversation", json=body,
                     headers=headers_for(token), allow_redirects=False)
-            check_stream_response(response)  # (a body read here can still be hung up)
+                check_stream_response(response)  # (a body read here can still be hung up)
         except FakeGptError:
-            self._forget_connection()  # the answer was read, its connection went back to the pool
             if self.aborted:  # the abort hung up before the answer came: end quietly
                 return
             raise
@@ -245,7 +249,6 @@ class Call:
     def _attach(self, reader: ReplyReader) -> None:
         with self._lock:
             previous, self._body = self._body, reader.body
-            self._connection = None
             self.progress_at = time.monotonic()
             self.current = reader.decoder
             if self.decoders and not self.decoders[-1].parts:
@@ -256,7 +259,7 @@ class Call:
         if previous is not None:
             previous.close()
         if ended:
-            hang_up(reader.body.connection)
+            hang_up_owned(reader.body.connection, self)
 
     # -- what the call knows about the reply -----------------------------------
     def last(self, name: str) -> Optional[str]:

@@ -41,7 +41,8 @@ from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
 __all__ = [
-    "Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of", "watching",
+    "Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "hang_up_owned", "is_loopback", "socket_of",
+    "watching",
 ]
 
 
@@ -108,14 +109,45 @@ def hang_up(connection: Any) -> None:
         sock = getattr(sock, "socket", None)
 
 
+# Who sent the last request on each connection, and whether it was hung up
+# since: a connection back in the pool may be taken by another call at any
+# moment, so an abort and the next request on it go through this lock.
+_owners_lock = threading.Lock()
+
+
+def hang_up_owned(connection: Any, owner: object) -> None:
+    """:func:`hang_up` *connection* only if *owner*'s request was the last one
+    sent on it: once it went back to the pool and another call sent a request
+    on it, the connection is that call's. (Hung up while idle in the pool, it
+    is connected afresh by whoever takes it next: see ``_Watching.request``.)"""
+    with _owners_lock:
+        ref = getattr(connection, "_fakegpt_owner", None)
+        if ref is None or ref() is not owner:
+            return
+        connection._fakegpt_cut = True
+        hang_up(connection)
+
+
+def _claim(connection: Any, watcher: Optional[ConnectionWatcher]) -> bool:
+    """*watcher*'s request goes on *connection* now; whether its previous
+    owner hung it up meanwhile (it must be connected afresh)."""
+    with _owners_lock:
+        connection._fakegpt_owner = None if watcher is None else weakref.ref(watcher)
+        cut, connection._fakegpt_cut = connection._fakegpt_cut, False
+    return bool(cut)
+
+
 class _Watching:
     """Mixin for urllib3's connection classes (see the module docstring)."""
 
     _fakegpt_connections: "weakref.WeakSet[Any]"
     _fakegpt_socket: Any = None
+    _fakegpt_owner: "Optional[weakref.ReferenceType[Any]]" = None  # see hang_up_owned()
+    _fakegpt_cut = False
 
     def connect(self) -> None:
         watcher = _current.get()
+        _claim(self, watcher)
         if watcher is not None:  # before the TCP (and TLS) handshake: an aborted call connects nothing
             watcher.connection_used(self)
         super().connect()  # type: ignore[misc]
@@ -126,6 +158,8 @@ class _Watching:
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._fakegpt_connections.add(self)
         watcher = _current.get()
+        if _claim(self, watcher):  # hung up in the pool by the call that used it before
+            self.close()  # type: ignore[attr-defined]  # (the request below connects again)
         if watcher is not None:
             watcher.connection_used(self)
         super().request(*args, **kwargs)  # type: ignore[misc]

@@ -34,6 +34,60 @@ def run_in_thread(target):
     return thread, outcome
 
 
+# -- item: abort() hangs up only the call's own connection ------------------------
+def test_an_abort_after_a_login_leaves_alone_the_connection_another_call_took_from_the_pool():
+    # The first call's login ends; before that call goes on (here: held where the
+    # session cache would be written), a second call takes the login's
+    # connection from the pool and streams on it. Aborting the first call then
+    # must not hang up the second's stream.
+    with Emulator(delay=0.01) as emulator, fakegpt.Client(emulator.url, max_retries=0) as client:
+        logged_in, release = threading.Event(), threading.Event()
+
+        def hold(token):
+            logged_in.set()
+            assert release.wait(30)
+
+        client._token._on_new_token = hold
+        first = client.stream(MESSAGES)
+        leader, first_outcome = run_in_thread(lambda: "".join(first))
+        assert logged_in.wait(30)
+        second = client.stream(MESSAGES)
+        deltas = [next(second)]  # the POST went out on the connection the login used
+        assert emulator.counts["conversations"] == 1
+        first.abort()
+        release.set()
+        deltas.extend(second)
+        leader.join(30)
+    assert not leader.is_alive() and first_outcome == [""]  # the aborted call ended quietly, sending nothing
+    assert "".join(deltas) == EXPECTED and second.finish_reason == "stop"
+    assert emulator.counts["conversations"] == 1 and emulator.counts["logins"] == 1
+
+
+def test_an_abort_during_a_login_ends_only_that_call():
+    # The second call waits for the first call's login; the first is aborted
+    # while its login request is in flight: the second logs in itself and streams.
+    with Emulator() as emulator, fakegpt.Client(emulator.url, max_retries=0) as client:
+        in_login, release = threading.Event(), threading.Event()
+        real_login = client._token._login
+
+        def slow_login():
+            in_login.set()
+            assert release.wait(30)
+            return real_login()
+
+        client._token._login = slow_login
+        first = client.stream(MESSAGES)
+        leader, first_outcome = run_in_thread(lambda: "".join(first))
+        assert in_login.wait(30)
+        second = client.stream(MESSAGES)
+        follower, second_outcome = run_in_thread(lambda: "".join(second))
+        first.abort()
+        release.set()
+        leader.join(30)
+        follower.join(30)
+    assert first_outcome == [""] and second_outcome == [EXPECTED]
+
+
 # -- item: the provider's client is pinned for the call's life ------------------
 class _PushingOut(dict):
     """A message whose reading (between FakeGpt._client() and the start of the
