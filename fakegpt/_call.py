@@ -24,6 +24,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Generator, Iterator, List, Mapping, Optional, Tuple
 
 from ._body import Body, check_stream_response
+from ._fork import reset_in_child
 from ._http import headers_for
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
@@ -40,6 +41,13 @@ logger = logging.getLogger("fakegpt")
 
 _CONVERSATION = "/api/conversation"
 _live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for interpreter exit
+
+
+@reset_in_child
+def _forget_parent_calls() -> None:
+    """A forked child's exit must not hang up the parent's calls (their sockets are shared)."""
+    global _live
+    _live = weakref.WeakSet()
 
 
 class _CallEnded(FakeGptError):

@@ -27,6 +27,8 @@ import weakref
 from typing import Any, Iterable, List, Optional, Tuple
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from ._fork import reset_in_child
+
 __all__ = [
     "MIN_SECRET", "SecretFilter", "redact_error", "redact_text", "redact_url", "register_secret", "register_url",
     "without_userinfo",
@@ -43,6 +45,13 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@\"'<>\\]+@")
 _BEARER = re.compile(r"(?i)\b(Bearer\s+)(?!\*\*\*)[^\s'\",;\\]+")
 
 _lock = threading.Lock()
+
+
+@reset_in_child
+def _new_lock() -> None:
+    """A forked child: a parent's thread may have held the lock (the secrets stay: the child has them too)."""
+    global _lock
+    _lock = threading.Lock()
 _owners: "weakref.WeakKeyDictionary[Any, List[str]]" = weakref.WeakKeyDictionary()
 _words: Optional[Tuple[str, ...]] = ()  # every form of every live secret, longest first; None: rebuild
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -94,7 +95,13 @@ def socket_of(connection: Any) -> Any:
 def hang_up(connection: Any) -> None:
     """Shut a connection's socket down: a thread blocked reading it returns at
     once and the server sees the connection end. Safe from any thread, on a
-    closed or not yet connected connection too."""
+    closed or not yet connected connection too.
+
+    Only a socket this process connected: in a forked child, the parent's
+    connections share their sockets with the parent, and a shutdown would end
+    the parent's streams too (closing the child's copy does not)."""
+    if getattr(connection, "_fakegpt_pid", None) != os.getpid():
+        return
     sock = socket_of(connection)
     for _ in range(4):  # TLS inside an https:// proxy's TLS: urllib3's SSLTransport wraps a socket
         if sock is None:
@@ -142,6 +149,7 @@ class _Watching:
 
     _fakegpt_connections: "weakref.WeakSet[Any]"
     _fakegpt_socket: Any = None
+    _fakegpt_pid: Optional[int] = None  # the process that connected it (see hang_up())
     _fakegpt_owner: "Optional[weakref.ReferenceType[Any]]" = None  # see hang_up_owned()
     _fakegpt_cut = False
 
@@ -150,6 +158,7 @@ class _Watching:
         _claim(self, watcher)
         if watcher is not None:  # before the TCP (and TLS) handshake: an aborted call connects nothing
             watcher.connection_used(self)
+        self._fakegpt_pid = os.getpid()
         super().connect()  # type: ignore[misc]
         self._fakegpt_socket = self.sock  # type: ignore[attr-defined]  # see socket_of()
         if watcher is not None:  # aborted during the handshake: hung up now, and nothing is sent

@@ -18,6 +18,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Optional
 
+from ._fork import reset_in_child
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call
 
@@ -29,6 +31,13 @@ INTERVAL = 0.25
 _watched: "weakref.WeakSet[Call]" = weakref.WeakSet()
 _lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
+
+
+@reset_in_child
+def _forget_parent() -> None:
+    """A forked child: the parent's calls are not the child's to expire, its lock may be held."""
+    global _watched, _lock, _thread
+    _watched, _lock, _thread = weakref.WeakSet(), threading.Lock(), None
 
 
 def watch(call: "Call") -> None:

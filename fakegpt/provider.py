@@ -36,6 +36,7 @@ from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._bridge import Channel, hang_up_soon, pump, start_worker
+from ._fork import reset_in_child
 from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
 from ._g4f import ProviderHooks
 from ._stream import Stream
@@ -223,6 +224,15 @@ _clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
 _in_use: Dict[Client, int] = {}  # calls running (or not yet started) on each client
 
 
+@reset_in_child
+def _forget_parent_clients() -> None:
+    """A forked child makes clients of its own: the parent's pooled connections
+    are shared with the parent, and a parent's thread may have held the lock.
+    (The class's login, ``FakeGpt._access_token``, is kept: the child uses it.)"""
+    global _registry_lock, _clients, _in_use, _loop_turns
+    _registry_lock, _clients, _in_use, _loop_turns = threading.Lock(), OrderedDict(), {}, weakref.WeakKeyDictionary()
+
+
 def _lease(client: Client) -> None:
     """One more call holds *client* (the caller holds ``_registry_lock``)."""
     _in_use[client] = _in_use.get(client, 0) + 1
@@ -231,7 +241,9 @@ def _lease(client: Client) -> None:
 def _release(client: Client) -> None:
     """A call is done with *client*; the last one closes it once it left the registry."""
     with _registry_lock:
-        left = _in_use.pop(client, 1) - 1
+        if client not in _in_use:
+            return  # leased before a fork, by the parent: the parent's to close
+        left = _in_use.pop(client) - 1
         if left:
             _in_use[client] = left
         evicted = not left and client not in _clients.values()
