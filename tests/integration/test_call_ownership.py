@@ -35,11 +35,13 @@ def run_in_thread(target):
 
 
 # -- item: abort() hangs up only the call's own connection ------------------------
-def test_an_abort_after_a_login_leaves_alone_the_connection_another_call_took_from_the_pool():
+@pytest.mark.parametrize("abort_first", [False, True], ids=["abort-while-the-other-streams", "abort-before"])
+def test_an_abort_after_a_login_leaves_alone_the_connection_another_call_took_from_the_pool(abort_first):
     # The first call's login ends; before that call goes on (here: held where the
     # session cache would be written), a second call takes the login's
     # connection from the pool and streams on it. Aborting the first call then
-    # must not hang up the second's stream.
+    # must not hang up the second's stream. (Aborted before the second call
+    # starts, the first call hangs up the idle connection: the second connects afresh.)
     with Emulator(delay=0.01) as emulator, fakegpt.Client(emulator.url, max_retries=0) as client:
         logged_in, release = threading.Event(), threading.Event()
 
@@ -51,6 +53,8 @@ def test_an_abort_after_a_login_leaves_alone_the_connection_another_call_took_fr
         first = client.stream(MESSAGES)
         leader, first_outcome = run_in_thread(lambda: "".join(first))
         assert logged_in.wait(30)
+        if abort_first:
+            first.abort()
         second = client.stream(MESSAGES)
         deltas = [next(second)]  # the POST went out on the connection the login used
         assert emulator.counts["conversations"] == 1
