@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ._auth import AccessToken
 from ._call import Call
+from ._fork import reset_object_in_child
 from ._http import Http
 from ._watchdog import watch
 from .exceptions import FakeGptError, redact
@@ -35,6 +36,12 @@ class Engine:
         self._lock = threading.Lock()
         #: Whether :meth:`close` was called: no call starts any more.
         self.closed = False
+        reset_object_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child: the parent's calls are not its own to abort, and a
+        parent's thread may have held the lock."""
+        self._lock, self._calls = threading.Lock(), weakref.WeakSet()
 
     def new_call(self) -> Call:
         """A new call; ``ValueError`` once the client is closed (before any request)."""

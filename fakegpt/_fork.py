@@ -10,9 +10,12 @@ the parent's threads:
   read them, send on them, or hang them up (at its exit, say), or the
   parent's live stream dies.
 
-Each module with such state registers a reset with :func:`reset_in_child`;
-the one ``os.register_at_fork(after_in_child=...)`` handler of this module
-runs them all, in the order they were registered. Independently,
+Each module with such state registers a reset with :func:`reset_in_child`,
+and each object holding locks or connections (a client's HTTP session, its
+token, its engine) registers itself with :func:`reset_object_in_child`. The
+one ``os.register_at_fork(after_in_child=...)`` handler of this module runs
+the module resets, in the order they were registered, then each live
+object's ``_after_fork_in_child()``. Independently,
 :func:`fakegpt._transport.hang_up` only ever shuts down a socket this process
 connected.
 """
@@ -20,13 +23,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, List
+import weakref
+from typing import Any, Callable, List
 
-__all__ = ["reset_in_child"]
+__all__ = ["reset_in_child", "reset_object_in_child"]
 
 logger = logging.getLogger("fakegpt")
 
 _resets: List[Callable[[], None]] = []
+_objects: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
 def reset_in_child(reset: Callable[[], None]) -> Callable[[], None]:
@@ -36,8 +41,15 @@ def reset_in_child(reset: Callable[[], None]) -> Callable[[], None]:
     return reset
 
 
+def reset_object_in_child(obj: Any) -> None:
+    """Call ``obj._after_fork_in_child()`` in every child forked from now on,
+    for as long as *obj* lives (a weak reference)."""
+    _objects.add(obj)
+
+
 def _after_fork_in_child() -> None:
-    for reset in list(_resets):
+    resets = list(_resets) + [obj._after_fork_in_child for obj in list(_objects)]
+    for reset in resets:
         try:
             reset()
         except Exception:  # noqa: BLE001 - every other reset must still run

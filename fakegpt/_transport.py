@@ -41,6 +41,8 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
+from ._fork import reset_in_child
+
 __all__ = [
     "Adapter", "ConnectionWatcher", "HttpSession", "back_off", "hang_up", "hang_up_owned", "is_loopback", "socket_of",
     "watching",
@@ -120,6 +122,13 @@ def hang_up(connection: Any) -> None:
 # since: a connection back in the pool may be taken by another call at any
 # moment, so an abort and the next request on it go through this lock.
 _owners_lock = threading.Lock()
+
+
+@reset_in_child
+def _new_owners_lock() -> None:
+    """A forked child: a parent's thread may have held the lock."""
+    global _owners_lock
+    _owners_lock = threading.Lock()
 
 
 def hang_up_owned(connection: Any, owner: object) -> None:

@@ -103,6 +103,46 @@ _MANY_FORKS = _PRELUDE + textwrap.dedent('''
 ''')
 
 
+_ONE_CLIENT = _PRELUDE + textwrap.dedent('''
+    # One Client shared with the child: the parent streams on it, and another
+    # parent's thread is in the middle of a login on it, when the process forks.
+    how, parent = sys.argv[1], os.getpid()
+    client = fakegpt.Client(emulator.url)
+    prompt = [{"role": "user", "content": " ".join(["word"] * 300)}]
+    stream = client.stream(prompt)
+    text = next(stream)
+    client.access_token = None  # the next call logs in again
+    in_login, release, logged_in = threading.Event(), threading.Event(), []
+    real_login = client._token._login
+
+    def held_login():
+        if os.getpid() == parent:
+            in_login.set()
+            release.wait(60)
+        return real_login()
+
+    client._token._login = held_login
+    login_thread = threading.Thread(target=lambda: logged_in.append(client.complete(HI)), daemon=True)
+    login_thread.start()
+    in_login.wait(60)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        ok = client.complete(HI) == default_responder("Hi")  # its own login, its own connections
+        if how == "exit":
+            sys.exit(0 if ok else 3)
+        os._exit(0 if ok else 3)
+    code = wait(pid)
+    text += "".join(stream)
+    release.set()
+    login_thread.join(60)
+    assert code == 0, f"the child deadlocked or failed: {code}"
+    assert text == default_responder(prompt[0]["content"]), "the parent's stream was cut"
+    assert logged_in == [default_responder("Hi")] and client.complete(HI) == default_responder("Hi")
+    print("PASS")
+''')
+
+
 def run(script, *args):
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0 and result.stdout.strip() == "PASS", result.stdout + result.stderr
@@ -121,14 +161,30 @@ def test_a_child_forked_while_another_thread_holds_the_module_locks_makes_its_ca
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("how", ["exit", "_exit"])
+def test_a_child_uses_a_client_of_its_parent_mid_stream_and_mid_login(how):
+    run(_ONE_CLIENT, how)
+
+
+@pytest.mark.timeout(300)
 def test_forty_children_forked_while_threads_stream_neither_deadlock_nor_cut_the_parent():
     run(_MANY_FORKS)
 
 
 def test_one_fork_handler_resets_every_module():
-    from fakegpt import _bridge, _call, _fork, _g4f_register, _secrets, _watchdog, provider
+    from fakegpt import _bridge, _call, _fork, _g4f_register, _secrets, _transport, _watchdog, provider
 
     names = {(reset.__module__, reset.__name__) for reset in _fork._resets}
     modules = {module for module, _ in names}
-    for module in (_bridge, _call, _g4f_register, _secrets, _watchdog, provider):
+    for module in (_bridge, _call, _g4f_register, _secrets, _transport, _watchdog, provider):
         assert module.__name__ in modules, f"{module.__name__} registers no reset"
+
+
+def test_a_clients_locks_and_connections_are_reset_by_that_handler_too():
+    import fakegpt
+    from fakegpt import _fork
+
+    client = fakegpt.Client("http://127.0.0.1:9")
+    owned = [client._http, client._token, client._engine, client._token._login._dead]
+    assert all(obj in _fork._objects for obj in owned)
+    client.close()
