@@ -95,7 +95,7 @@ def public_error(error: BaseException) -> FakeGptError:
     rather than chained (``raise public_error(error) from None``)."""
     if not isinstance(error, FakeGptError):
         wrapped = FakeGptError(f"the call failed unexpectedly: {type(error).__name__}: {error}")
-        wrapped.cause = error
+        wrapped.cause = redact_error(error)  # (the message above is redacted as every message is)
         return wrapped
     if error.cause is None:
         error.cause = error.__cause__ if error.__cause__ is not None else (
