@@ -35,7 +35,10 @@ def test_a_refused_connection_has_a_short_traceback_and_keeps_the_underlying_err
     assert error.cause.__traceback__ is not None and error.cause.request is None
 
 
-@pytest.mark.parametrize("url", ["http://" + "a" * 64 + ".example", "http://a..example", "http://" + "é" * 70 + ".example"])
+BAD_HOSTS = ["http://" + "a" * 64 + ".example", "http://a..example", "http://" + "é" * 70 + ".example"]
+
+
+@pytest.mark.parametrize("url", BAD_HOSTS)
 def test_a_host_name_urllib3_cannot_parse_is_a_value_error_before_any_request(url):
     with pytest.raises(ValueError, match="bad host name"):
         fakegpt.Client(url)
