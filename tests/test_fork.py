@@ -26,7 +26,7 @@ _PRELUDE = textwrap.dedent('''
 
     def child_call(how):
         """In the child: one call through FakeGpt, then exit the way *how* says."""
-        signal.alarm(20)  # a deadlocked child ends (SIGALRM) instead of hanging the test
+        signal.alarm(60)  # a deadlocked child ends (SIGALRM) instead of hanging the test
         ok = "".join(FakeGpt.create_completion("gpt-3.5-turbo", HI)) == default_responder("Hi")
         if how == "exit":
             sys.exit(0 if ok else 3)  # the normal exit: atexit handlers and finalizers run
@@ -127,7 +127,7 @@ _ONE_CLIENT = _PRELUDE + textwrap.dedent('''
     in_login.wait(60)
     pid = os.fork()
     if pid == 0:
-        signal.alarm(20)
+        signal.alarm(60)
         ok = client.complete(HI) == default_responder("Hi")  # its own login, its own connections
         if how == "exit":
             sys.exit(0 if ok else 3)
