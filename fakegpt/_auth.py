@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 import requests
 from requests.cookies import create_cookie
 
+from ._fork import reset_object_in_child
 from ._constants import DEAD_TOKEN_TTL, LOGIN_BUDGET, LOGIN_TIMEOUT, SESSION_PASSWORD_LENGTH
 from ._secrets import register_secret
 from ._token import AccessToken
@@ -89,6 +90,10 @@ class DeadTokens:
         self._ttl, self._clock = ttl, clock
         self._lock = threading.Lock()
         self._until: Dict[str, float] = {}
+        reset_object_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()  # a parent's thread may have held it
 
     def known(self) -> Set[str]:
         """The tokens to try last now."""

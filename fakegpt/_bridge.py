@@ -48,12 +48,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import queue
 import sys
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+from ._fork import reset_in_child
 from ._wakeups import hub_of
 
 __all__ = [
@@ -168,6 +168,7 @@ _start_hanger = _hanger.ensure
 _start_spawner = _spawner.ensure
 
 
+@reset_in_child
 def _after_fork_in_child() -> None:
     """A forked child has none of the parent's threads: it must not run the
     parent's queued jobs (a worker would read a socket the parent reads, or
@@ -176,9 +177,6 @@ def _after_fork_in_child() -> None:
     _spawns, _hang_ups, _daemons_lock = queue.SimpleQueue(), queue.SimpleQueue(), threading.Lock()
     _hanger.thread = _spawner.thread = None
 
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Channel:

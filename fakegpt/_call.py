@@ -15,20 +15,22 @@ back to it, and :class:`~fakegpt.Stream` closes its call when it is dropped.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Generator, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Generator, Iterator, List, Mapping, Optional
 
 import requests
 
 from ._body import Body, check_stream_response
+from ._fork import reset_in_child
 from ._http import headers_for
 from ._protocol import ReplyDecoder
 from ._reader import ReplyReader
 from ._retry import make_retrying
-from ._transport import hang_up, watching
+from ._transport import hang_up, hang_up_owned, watching
 from .exceptions import APITimeoutError, AuthenticationError, FakeGptError, NoValidResponseError
 
 if TYPE_CHECKING:
@@ -40,6 +42,13 @@ logger = logging.getLogger("fakegpt")
 
 _CONVERSATION = "/api/conversation"
 _live: "weakref.WeakSet[Call]" = weakref.WeakSet()  # calls not closed yet, for interpreter exit
+
+
+@reset_in_child
+def _forget_parent_calls() -> None:
+    """A forked child's exit must not hang up the parent's calls (their sockets are shared)."""
+    global _live
+    _live = weakref.WeakSet()
 
 
 class _CallEnded(FakeGptError):
@@ -85,14 +94,16 @@ class Call:
             self._hang_up()
 
     def _hang_up(self) -> None:
-        """Wake a back-off, and shut down the body's or the pending request's connection."""
+        """Wake a back-off, and shut down the body's or the pending request's
+        connection: only while this call's request is the last one sent on it
+        (it may be back in the pool, serving another call now)."""
         with self._lock:
             connection, body = self._connection, self._body
         self._wake.set()
         if body is not None:
-            hang_up(body.connection)
+            hang_up_owned(body.connection, self)
         if connection is not None:
-            hang_up(connection)
+            hang_up_owned(connection, self)
 
     def close(self) -> None:
         """Release the response (the owner's side; also when abandoned)."""
@@ -138,6 +149,21 @@ class Call:
         self._hang_up()
 
     # -- ConnectionWatcher (see fakegpt._transport) -----------------------------
+    @contextlib.contextmanager
+    def _requesting(self) -> Iterator[None]:
+        """The one owner of the call's current connection. While active, each
+        connection the transport uses for this call's requests is reported to
+        :meth:`connection_used`, which makes it the current one (under the
+        lock); on leaving, the call forgets it (under the lock), whatever
+        happened. A connection that went back to the pool meanwhile may serve
+        another call already: :meth:`_hang_up` leaves it alone then."""
+        with watching(self):
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._connection = None
+
     def connection_used(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
@@ -149,16 +175,8 @@ class Call:
     def pause(self, seconds: float) -> None:
         """Back off between retries, waking up at once when the call ends
         (:meth:`abort`, or the watchdog's :meth:`expire`)."""
-        self._forget_connection()  # the failed try's went back to the pool: another call may use it now
         if not self.ended():
             self._wake.wait(seconds)
-
-    def _forget_connection(self) -> None:
-        """The request in flight was answered or failed, and its connection
-        went back to the pool: an abort must not hang up a connection that
-        may serve another call now."""
-        with self._lock:
-            self._connection = None
 
     # -- one request's deltas --------------------------------------------------
     def request(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]] = None,
@@ -190,19 +208,14 @@ class Call:
             if not error.partial_text:
                 error.partial_text = self.text
             raise self._engine.scrub(error)
-        finally:
-            self._forget_connection()
 
     def _open(self, body: Mapping[str, Any], resume: Optional[Mapping[str, str]]) -> Optional[ReplyReader]:
         """The reader of the accepted request, or ``None`` when the call ended first."""
         engine = self._engine
         for fresh_login in (False, True):
-            try:
-                with watching(self):
-                    # A login led by a call that ended is "interrupted": its waiters log in themselves.
-                    token = engine.token.get(stop=self.ended)
-            finally:
-                self._forget_connection()  # the login's requests are over
+            with self._requesting():
+                # A login led by a call that ended is "interrupted": its waiters log in themselves.
+                token = engine.token.get(stop=self.ended)
             if token is None or self.ended():
                 return None
             try:
@@ -243,30 +256,21 @@ class Call:
     def _send(self, body: Mapping[str, Any], token: str) -> requests.Response:
         """One try: send the POST, and wait for its answer's headers (at most
         the read timeout, see :mod:`fakegpt._transport`)."""
-        try:
-            with watching(self):
-                # Redirects are not followed: the bearer headers would go to any host a redirect names.
-                return self._engine.http.open(
-                    "POST", _CONVERSATION, what="POST /api/conversation", json=body,
-                    headers=headers_for(token), allow_redirects=False)
-        except FakeGptError:
-            self._forget_connection()  # the answer was read, its connection went back to the pool
-            raise
+        with self._requesting():
+            # Redirects are not followed: the bearer headers would go to any host a redirect names.
+            return self._engine.http.open(
+                "POST", _CONVERSATION, what="POST /api/conversation", json=body,
+                headers=headers_for(token), allow_redirects=False)
 
     def _accept(self, response: requests.Response, resume: Optional[Mapping[str, str]]) -> ReplyReader:
-        try:
-            check_stream_response(response)  # (a body read here can still be hung up)
-        except FakeGptError:
-            self._forget_connection()
-            raise
         reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
-        self._attach(reader)
+        self._attach(reader)  # from here abort() reaches the body, also while the check below reads it
+        check_stream_response(response)
         return reader
 
     def _attach(self, reader: ReplyReader) -> None:
         with self._lock:
             previous, self._body = self._body, reader.body
-            self._connection = None
             self.progress_at = time.monotonic()
             self.read_at = None
             self.current = reader.decoder
@@ -278,7 +282,7 @@ class Call:
         if previous is not None:
             previous.close()
         if ended:
-            hang_up(reader.body.connection)
+            hang_up_owned(reader.body.connection, self)
 
     # -- what the call knows about the reply -----------------------------------
     def last(self, name: str) -> Optional[str]:
@@ -291,7 +295,11 @@ class Call:
 
     @property
     def text(self) -> str:
-        return "".join(part for decoder in self.decoders for part in decoder.parts)
+        """The text delivered so far; from any thread, a prefix of the final
+        text. Each list is copied in one step (``list()`` of a list) before it
+        is read: the reading thread joins a decoder's parts in place, and an
+        iteration across that would skip some."""
+        return "".join(["".join(list(decoder.parts)) for decoder in list(self.decoders)])
 
 
 @atexit.register

@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ._auth import AccessToken
 from ._call import Call
+from ._fork import reset_object_in_child
 from ._http import Http
 from ._watchdog import watch
 from .exceptions import FakeGptError, redact
@@ -33,10 +34,21 @@ class Engine:
         self.sleep: Optional[Callable[[float], Any]] = None
         self._calls: "weakref.WeakSet[Call]" = weakref.WeakSet()
         self._lock = threading.Lock()
+        #: Whether :meth:`close` was called: no call starts any more.
+        self.closed = False
+        reset_object_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child: the parent's calls are not its own to abort, and a
+        parent's thread may have held the lock."""
+        self._lock, self._calls = threading.Lock(), weakref.WeakSet()
 
     def new_call(self) -> Call:
-        call = Call(self)
+        """A new call; ``ValueError`` once the client is closed (before any request)."""
         with self._lock:
+            if self.closed:
+                raise ValueError("this Client is closed")
+            call = Call(self)
             self._calls.add(call)
         if self.deadline is not None or self.event_timeout is not None:
             watch(call)
@@ -49,6 +61,7 @@ class Engine:
     def close(self) -> None:
         """Abort every call still running, then close every connection."""
         with self._lock:
+            self.closed = True
             calls = list(self._calls)
         for call in calls:
             call.abort()

@@ -28,6 +28,7 @@ from typing import (
 )
 
 from ._config import env_str
+from ._fork import reset_in_child
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._protocol import DEFAULT_MODEL, MODEL_SLUGS
 
@@ -37,6 +38,13 @@ Messages = Sequence[Mapping[str, str]]
 logger = logging.getLogger("fakegpt")
 _ignored_lock = threading.Lock()
 _ignored_logged: Set[str] = set()
+
+
+@reset_in_child
+def _new_ignored_lock() -> None:
+    """A forked child: the lock may have been held by a thread of the parent."""
+    global _ignored_lock
+    _ignored_lock = threading.Lock()
 
 
 def log_ignored(names: Any) -> None:

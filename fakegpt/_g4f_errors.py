@@ -25,6 +25,7 @@ import importlib
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._fork import reset_in_child
 from .exceptions import AuthenticationError, FakeGptError, RateLimitError
 
 __all__ = ["as_g4f", "failures", "install"]
@@ -37,6 +38,13 @@ _PAIRS: Tuple[Tuple["type[FakeGptError]", str], ...] = (
 _lock = threading.Lock()
 #: Per gpt4free package name: fakegpt class -> the class that is both.
 _variants: Dict[str, Dict[type, type]] = {}
+
+
+@reset_in_child
+def _new_lock() -> None:
+    """A forked child: the lock may have been held by a thread of the parent."""
+    global _lock
+    _lock = threading.Lock()
 #: The errors the provider raised in this context (a list the caller sets; None: not noted).
 failures: "contextvars.ContextVar[Optional[List[BaseException]]]" = contextvars.ContextVar(
     "fakegpt_g4f_failures", default=None)

@@ -29,11 +29,19 @@ import threading
 from types import ModuleType
 from typing import Any, Dict, List
 
+from ._fork import reset_in_child
 from ._g4f_errors import install as _install_errors
 
 __all__ = ["register"]
 
 _lock = threading.Lock()
+
+
+@reset_in_child
+def _new_lock() -> None:
+    """A forked child: a parent's thread may have held the lock."""
+    global _lock
+    _lock = threading.Lock()
 #: For each registered name, every class g4f held under it before (kept so a
 #: module imported after a first register() is patched by the next one too).
 _replaced: Dict[str, List[type]] = {}

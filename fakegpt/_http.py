@@ -26,6 +26,7 @@ from requests.structures import CaseInsensitiveDict
 
 from ._capped import read_capped as capped
 from ._constants import BROWSER_HEADERS, MAX_BODY, POOL_MAXSIZE
+from ._fork import reset_object_in_child
 from ._retry import retry_after_seconds
 from ._secrets import without_userinfo
 from ._transport import Adapter, HttpSession
@@ -76,11 +77,27 @@ class Http:
         self.session = HttpSession()
         self.session.headers.update(BROWSER_HEADERS)
         self.session.headers["Referer"] = referer
-        self._adapter = Adapter(pool_connections=4, pool_maxsize=pool_size)
-        self.session.mount("http://", self._adapter)
-        self.session.mount("https://", self._adapter)
+        self._pool_size = pool_size
+        self._mount()
         self.proxies = {"http": proxy, "https": proxy} if proxy else None
         self._where = host_of(base_url)
+        reset_object_in_child(self)
+
+    def _mount(self) -> None:
+        self._adapter = Adapter(pool_connections=4, pool_maxsize=self._pool_size)
+        self.session.mount("http://", self._adapter)
+        self.session.mount("https://", self._adapter)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child connects on its own: the parent's pooled connections
+        share their sockets with the parent (a request on one would mix with
+        the parent's), and a parent's thread may have held a pool's lock or
+        the cookie jar's. The parent's are dropped, not closed; the cookies
+        are copied (iterating a jar takes no lock)."""
+        jar = requests.cookies.RequestsCookieJar()
+        jar.update(self.session.cookies)
+        self.session.cookies = jar
+        self._mount()
 
     @property
     def cookies(self) -> requests.cookies.RequestsCookieJar:

@@ -33,6 +33,8 @@ import weakref
 from typing import Any, FrozenSet, Iterable, List, Optional, Tuple
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+from ._fork import reset_in_child
+
 __all__ = [
     "MIN_SECRET", "SecretFilter", "redact_error", "redact_text", "redact_url", "register_secret", "register_url",
     "without_userinfo",
@@ -51,6 +53,13 @@ _BEARER = re.compile(r"(?i)\b(Bearer\s+)(?!\*\*\*)[^\s'\",;\\]+")
 _BASIC = re.compile(r"(?i)\b(Basic\s+)(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{4,}={0,2}")
 
 _lock = threading.Lock()
+
+
+@reset_in_child
+def _new_lock() -> None:
+    """A forked child: a parent's thread may have held the lock (the secrets stay: the child has them too)."""
+    global _lock
+    _lock = threading.Lock()
 _owners: "weakref.WeakKeyDictionary[Any, List[str]]" = weakref.WeakKeyDictionary()
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 

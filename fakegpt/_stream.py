@@ -5,6 +5,7 @@ import collections.abc
 from typing import Any, Callable, Generator, Optional
 
 from ._call import Call
+from .exceptions import FakeGptError, public_error
 
 __all__ = ["Reply", "Stream", "drain"]
 
@@ -77,7 +78,14 @@ class Stream(collections.abc.Generator[str, None, None]):
         if self._call.aborted:
             self.close()
             raise StopIteration
-        return next(self._gen)
+        try:
+            return next(self._gen)
+        except StopIteration:
+            raise
+        except Exception as error:  # noqa: BLE001 - nothing but a fakegpt error leaves a call
+            # Bad input was refused before the stream existed: this is the
+            # call's failure. Its traceback: the error and the caller's frames.
+            raise public_error(error) from None
 
     def send(self, value: Any) -> str:
         if value is not None:
@@ -87,6 +95,10 @@ class Stream(collections.abc.Generator[str, None, None]):
     def throw(self, *args: Any) -> str:
         try:
             return self._gen.throw(*args)
+        except StopIteration:
+            raise
+        except FakeGptError as error:
+            raise public_error(error) from None
         finally:
             if self._call.aborted:
                 self.close()

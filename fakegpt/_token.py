@@ -9,6 +9,7 @@ import copy
 import threading
 from typing import Callable, Optional
 
+from ._fork import reset_object_in_child
 from ._secrets import register_secret
 from .exceptions import AuthenticationError
 
@@ -50,6 +51,12 @@ class AccessToken:
         self._lock = threading.Lock()
         self._in_flight: Optional[_Login] = None
         self.logins = 0
+        reset_object_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child: a login in flight was a parent's thread's (it never
+        ends here), and that thread may have held the lock. The token stays."""
+        self._lock, self._in_flight = threading.Lock(), None
 
     @property
     def can_login(self) -> bool:

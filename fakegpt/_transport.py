@@ -35,6 +35,7 @@ import contextvars
 import functools
 import http.client
 import ipaddress
+import os
 import socket
 import threading
 import time
@@ -47,10 +48,12 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connectionpool import ConnectionPool
 
+from ._fork import reset_in_child
 from ._watchdog import cancel_timer, start_timer
 
 __all__ = [
-    "Adapter", "ConnectionWatcher", "FinalResponse", "HttpSession", "back_off", "hang_up", "is_loopback", "socket_of",
+    "Adapter", "ConnectionWatcher", "FinalResponse", "HttpSession", "back_off", "hang_up", "hang_up_owned",
+    "is_loopback", "socket_of",
     "watching",
 ]
 
@@ -103,7 +106,13 @@ def socket_of(connection: Any) -> Any:
 def hang_up(connection: Any) -> None:
     """Shut a connection's socket down: a thread blocked reading it returns at
     once and the server sees the connection end. Safe from any thread, on a
-    closed or not yet connected connection too."""
+    closed or not yet connected connection too.
+
+    Only a socket this process connected: in a forked child, the parent's
+    connections share their sockets with the parent, and a shutdown would end
+    the parent's streams too (closing the child's copy does not)."""
+    if getattr(connection, "_fakegpt_pid", None) != os.getpid():
+        return
     sock = socket_of(connection)
     for _ in range(4):  # TLS inside an https:// proxy's TLS: urllib3's SSLTransport wraps a socket
         if sock is None:
@@ -118,16 +127,56 @@ def hang_up(connection: Any) -> None:
         sock = getattr(sock, "socket", None)
 
 
+# Who sent the last request on each connection, and whether it was hung up
+# since: a connection back in the pool may be taken by another call at any
+# moment, so an abort and the next request on it go through this lock.
+_owners_lock = threading.Lock()
+
+
+@reset_in_child
+def _new_owners_lock() -> None:
+    """A forked child: a parent's thread may have held the lock."""
+    global _owners_lock
+    _owners_lock = threading.Lock()
+
+
+def hang_up_owned(connection: Any, owner: object) -> None:
+    """:func:`hang_up` *connection* only if *owner*'s request was the last one
+    sent on it: once it went back to the pool and another call sent a request
+    on it, the connection is that call's. (Hung up while idle in the pool, it
+    is connected afresh by whoever takes it next: see ``_Watching.request``.)"""
+    with _owners_lock:
+        ref = getattr(connection, "_fakegpt_owner", None)
+        if ref is None or ref() is not owner:
+            return
+        connection._fakegpt_cut = True
+        hang_up(connection)
+
+
+def _claim(connection: Any, watcher: Optional[ConnectionWatcher]) -> bool:
+    """*watcher*'s request goes on *connection* now; whether its previous
+    owner hung it up meanwhile (it must be connected afresh)."""
+    with _owners_lock:
+        connection._fakegpt_owner = None if watcher is None else weakref.ref(watcher)
+        cut, connection._fakegpt_cut = connection._fakegpt_cut, False
+    return bool(cut)
+
+
 class _Watching:
     """Mixin for urllib3's connection classes (see the module docstring)."""
 
     _fakegpt_connections: "weakref.WeakSet[Any]"
     _fakegpt_socket: Any = None
+    _fakegpt_pid: Optional[int] = None  # the process that connected it (see hang_up())
+    _fakegpt_owner: "Optional[weakref.ReferenceType[Any]]" = None  # see hang_up_owned()
+    _fakegpt_cut = False
 
     def connect(self) -> None:
         watcher = _current.get()
+        _claim(self, watcher)
         if watcher is not None:  # before the TCP (and TLS) handshake: an aborted call connects nothing
             watcher.connection_used(self)
+        self._fakegpt_pid = os.getpid()
         super().connect()  # type: ignore[misc]
         self._fakegpt_socket = self.sock  # type: ignore[attr-defined]  # see socket_of()
         if watcher is not None:  # aborted during the handshake: hung up now, and nothing is sent
@@ -136,6 +185,8 @@ class _Watching:
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._fakegpt_connections.add(self)
         watcher = _current.get()
+        if _claim(self, watcher):  # hung up in the pool by the call that used it before
+            self.close()  # type: ignore[attr-defined]  # (the request below connects again)
         if watcher is not None:
             watcher.connection_used(self)
         super().request(*args, **kwargs)  # type: ignore[misc]

@@ -45,7 +45,23 @@ def check_base_url(base_url: Any) -> str:
         parts.port
     except ValueError:
         raise ValueError(f"base_url has a bad port: {public_url(url)!r}") from None
+    if not _valid_host(parts.hostname):
+        raise ValueError(f"base_url has a bad host name (an empty label, or one over 63 characters): "
+                         f"{public_url(url)!r}")
     return url.rstrip("/")
+
+
+def _valid_host(host: str) -> bool:
+    """Whether urllib3 can connect to *host*: an IP address, or a DNS name
+    whose labels are 1 to 63 characters (IDNA-encoded) and 253 in all."""
+    if ":" in host:  # an IPv6 literal (urlsplit checked its brackets)
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    try:
+        labels = [label.encode("idna") if not label.isascii() else label.encode() for label in name.split(".")]
+    except UnicodeError:
+        return False
+    return all(0 < len(label) <= 63 for label in labels) and len(name) <= 253
 
 
 def check_proxy(proxy: Any) -> Optional[str]:
@@ -56,6 +72,8 @@ def check_proxy(proxy: Any) -> Optional[str]:
     parts = urlsplit(proxy)
     if parts.scheme not in ("http", "https", "socks4", "socks4a", "socks5", "socks5h") or not parts.hostname:
         raise ValueError("proxy must be a URL like 'http://host:port' or 'socks5://host:port'")
+    if not _valid_host(parts.hostname):
+        raise ValueError("proxy has a bad host name (an empty label, or one over 63 characters)")
     if parts.scheme.startswith("socks"):
         try:
             import socks  # type: ignore[import-untyped]  # noqa: F401  (PySocks, what requests needs for SOCKS)

@@ -19,6 +19,8 @@ import threading
 import weakref
 from typing import Callable, List
 
+from ._fork import reset_in_child
+
 __all__ = ["BUSY_CHANNELS", "BUSY_TICK", "Hub", "hub_of"]
 
 #: From this many open channels on one loop, wake-ups go through the loop's timer.
@@ -28,6 +30,13 @@ BUSY_TICK = 0.005
 
 _hubs_lock = threading.Lock()
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+@reset_in_child
+def _forget_parent_hubs() -> None:
+    """A forked child runs none of the parent's loops; the lock may have been held."""
+    global _hubs_lock, _hubs
+    _hubs_lock, _hubs = threading.Lock(), weakref.WeakKeyDictionary()
 
 
 class Hub:

@@ -24,6 +24,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
+from ._fork import reset_in_child
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call
 
@@ -38,6 +40,13 @@ _watched: "weakref.WeakSet[Call]" = weakref.WeakSet()
 _lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
 _timers: Dict[object, Tuple[float, Callable[[], None]]] = {}  # timer -> (when it is due, its action)
+
+
+@reset_in_child
+def _forget_parent() -> None:
+    """A forked child: the parent's calls and timers are not the child's, its lock may be held."""
+    global _watched, _lock, _thread, _timers
+    _watched, _lock, _thread, _timers = weakref.WeakSet(), threading.Lock(), None, {}
 
 
 def watch(call: "Call") -> None:

@@ -21,7 +21,7 @@ from ._retry import make_retrying
 from ._stream import Reply, Stream, drain
 from ._secrets import register_url, without_userinfo
 from ._transport import back_off
-from .exceptions import redact
+from .exceptions import FakeGptError, redact
 from ._validate import (
     check_base_url, check_max_retries, check_path, check_proxy, check_secret, check_timeout, public_url, url_password,
 )
@@ -251,7 +251,8 @@ class Client:
     def _login_send(self, method: str, path: str, *, what: str, timeout: Optional[Timeout] = None,
                     **kwargs: Any) -> Answer:
         """One request of the login, retried on transient failures."""
-        self._check_open()
+        if self._closed:  # by another thread, during the login: the call ends (quietly, as it is aborted)
+            raise FakeGptError("the client was closed during the call")
         retrying = make_retrying(self.max_retries, self._engine.sleep or back_off)  # an abort ends the wait
         return retrying(self._http.fetch, method, path, what=what,
                         timeout=self.login_timeout if timeout is None else timeout, **kwargs)

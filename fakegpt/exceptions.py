@@ -64,7 +64,14 @@ class FakeGptError(RuntimeError):
 
     :ivar partial_text: the reply text delivered before the failure (empty when
         the failure happened before any text arrived).
+    :ivar cause: the exception behind the failure (from ``requests``,
+        ``urllib3``, the socket, ...), with its own traceback, or ``None``.
+        A call's error is raised ``from None``, so that its traceback shows
+        the error and your code only; the rest is here.
     """
+
+    #: The underlying exception, or ``None`` (see the class docstring).
+    cause: Optional[BaseException] = None
 
     def __init__(self, message: str, *, partial_text: str = "") -> None:
         super().__init__(one_line(message))
@@ -79,6 +86,22 @@ class FakeGptError(RuntimeError):
         # Pickle and copy with every attribute (the default would call
         # __init__ with the message only, which some subclasses refuse).
         return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def public_error(error: BaseException) -> FakeGptError:
+    """*error* as a public call raises it: a :class:`FakeGptError` (any other
+    exception is wrapped in one) whose traceback starts where it is raised
+    again, with the exception behind it kept in :attr:`~FakeGptError.cause`
+    rather than chained (``raise public_error(error) from None``)."""
+    if not isinstance(error, FakeGptError):
+        wrapped = FakeGptError(f"the call failed unexpectedly: {type(error).__name__}: {error}")
+        wrapped.cause = redact_error(error)  # (the message above is redacted as every message is)
+        return wrapped
+    if error.cause is None:
+        error.cause = error.__cause__ if error.__cause__ is not None else (
+            None if error.__suppress_context__ else error.__context__)
+    error.__traceback__ = None
+    return error
 
 
 def _rebuild(cls: "type[FakeGptError]", args: Tuple[Any, ...], state: Dict[str, Any]) -> FakeGptError:

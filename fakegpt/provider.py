@@ -36,6 +36,7 @@ from collections import OrderedDict
 from typing import Any, AsyncGenerator, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from ._bridge import Channel, hang_up_soon, pump, start_worker
+from ._fork import reset_in_child
 from ._constants import DEFAULT_BASE_URL  # noqa: F401 (the default of FakeGpt.url)
 from ._g4f import ProviderHooks, log_ignored
 from ._g4f_errors import as_g4f
@@ -136,8 +137,13 @@ class FakeGpt(ProviderHooks):
         options = {name: kwargs.pop(name) for name in _CLIENT_OPTIONS if name in kwargs}
         if kwargs:
             log_ignored(kwargs)
-        client = cls._client(proxy, options)
-        return _ProviderStream(cls, client, client.stream(messages, model=model or None))
+        client = cls._client(proxy, options)  # leased: never closed while this call may use it
+        try:
+            deltas = client.stream(messages, model=model or None)
+        except BaseException:
+            _release(client)
+            raise
+        return _ProviderStream(cls, client, deltas)
 
     @classmethod
     async def create_async(cls, model: str, messages: Messages, proxy: Optional[str] = None, **kwargs: Any) -> str:
@@ -147,7 +153,9 @@ class FakeGpt(ProviderHooks):
     # -- shared state ----------------------------------------------------------
     @classmethod
     def _client(cls, proxy: Optional[str], options: Dict[str, Any]) -> Client:
-        """The client for this url, proxy and settings, with the class's login state."""
+        """The client for this url, proxy and settings, with the class's login
+        state, leased to the caller (see :func:`_lease`): it is not closed,
+        even when pushed out of the registry, before :func:`_release`."""
         key = (cls, cls.url, proxy or None, tuple(sorted((k, repr(v)) for k, v in options.items())))
         with _registry_lock:
             client = _clients.get(key)
@@ -156,19 +164,25 @@ class FakeGpt(ProviderHooks):
                 if cls._cookie_jar is not None:
                     client.cookies.update(cls._cookie_jar)
                 _clients[key] = client
-                while len(_clients) > _MAX_CLIENTS:
-                    _, evicted = _clients.popitem(last=False)
-                    if evicted not in _in_use:  # else closed when its last call ends
-                        evicted.close()
             _clients.move_to_end(key)
-            told = getattr(cls, "_told_token", None)
-            if cls._access_token != told:  # changed from outside: None forces a login, a token is used
-                client.access_token = cls._access_token
-                cls._told_token, cls._token_url = cls._access_token, client.base_url
-            elif (client.access_token is None and cls._access_token is not None
-                  and getattr(cls, "_token_url", None) == client.base_url):
-                client.access_token = cls._access_token  # another client of the class logged in there
+            while len(_clients) > _MAX_CLIENTS:
+                _, evicted = _clients.popitem(last=False)
+                if evicted not in _in_use:  # else closed when its last call ends
+                    evicted.close()
+            cls._apply_token(client)
+            _lease(client)  # in the same step as the lookup: no eviction comes in between
         return client
+
+    @classmethod
+    def _apply_token(cls, client: Client) -> None:
+        """Give *client* the class's token (the caller holds ``_registry_lock``)."""
+        told = getattr(cls, "_told_token", None)
+        if cls._access_token != told:  # changed from outside: None forces a login, a token is used
+            client.access_token = cls._access_token
+            cls._told_token, cls._token_url = cls._access_token, client.base_url
+        elif (client.access_token is None and cls._access_token is not None
+              and getattr(cls, "_token_url", None) == client.base_url):
+            client.access_token = cls._access_token  # another client of the class logged in there
 
     @classmethod
     def _remember(cls, client: Client) -> None:
@@ -211,14 +225,26 @@ _clients: "OrderedDict[Tuple[Any, ...], Client]" = OrderedDict()
 _in_use: Dict[Client, int] = {}  # calls running (or not yet started) on each client
 
 
-def _acquire(client: Client) -> None:
-    with _registry_lock:
-        _in_use[client] = _in_use.get(client, 0) + 1
+@reset_in_child
+def _forget_parent_clients() -> None:
+    """A forked child makes clients of its own: the parent's pooled connections
+    are shared with the parent, and a parent's thread may have held the lock.
+    (The class's login, ``FakeGpt._access_token``, is kept: the child uses it.)"""
+    global _registry_lock, _clients, _in_use, _loop_turns
+    _registry_lock, _clients, _in_use, _loop_turns = threading.Lock(), OrderedDict(), {}, weakref.WeakKeyDictionary()
+
+
+def _lease(client: Client) -> None:
+    """One more call holds *client* (the caller holds ``_registry_lock``)."""
+    _in_use[client] = _in_use.get(client, 0) + 1
 
 
 def _release(client: Client) -> None:
+    """A call is done with *client*; the last one closes it once it left the registry."""
     with _registry_lock:
-        left = _in_use.pop(client, 1) - 1
+        if client not in _in_use:
+            return  # leased before a fork, by the parent: the parent's to close
+        left = _in_use.pop(client) - 1
         if left:
             _in_use[client] = left
         evicted = not left and client not in _clients.values()
@@ -233,8 +259,8 @@ class _ProviderStream(collections.abc.Generator[str, None, None]):
     def __init__(self, provider: type, client: Client, stream: Stream) -> None:
         self._provider, self._client, self._stream = provider, client, stream
         self._recorded = False
-        _acquire(client)
-        # Released when the call ends, or when this object is dropped unfinished.
+        # FakeGpt._client()'s lease is this object's now: released when the call
+        # ends, or when this object is dropped unfinished.
         self._release = weakref.finalize(self, _release, client)
 
     def deltas(self) -> Iterator[str]:

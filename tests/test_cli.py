@@ -234,3 +234,10 @@ def test_spinner_draws_until_stopped_and_erases_itself(monkeypatch):
     time.sleep(0.2)
     spinner.stop()
     assert "⠋" in err.getvalue() and err.getvalue().endswith("\r  \r")
+
+
+def test_debug_shows_the_underlying_error_of_a_failed_call_too(capsys):
+    status, out, err = run(["chat", "--base-url", f"http://127.0.0.1:{closed_port()}", "--max-retries", "0", "hi",
+                            "--debug"], capsys)
+    assert status == 1 and "urllib3" in err and "(error.cause) was the direct cause" in err
+    assert err.rstrip("\n").splitlines()[-1].startswith("fakegpt: error: APIConnectionError:")

@@ -1,4 +1,6 @@
 """The error tree and the status → error mapping."""
+import traceback
+
 import pytest
 
 import fakegpt
@@ -185,3 +187,42 @@ def test_the_detail_and_message_hide_bearer_values_and_url_credentials():
     error = error_for_status(400, b"rejected Authorization: Bearer abc.def.ghi from http://bob:pw1@proxy:3128/")
     assert "abc.def" not in str(error) and "bob:pw1" not in str(error)
     assert "Bearer ***" in error.detail and "http://***@proxy:3128/" in error.detail
+
+
+def test_a_stream_lets_nothing_but_a_fakegpt_error_out_and_keeps_the_original_as_its_cause():
+    from fakegpt._stream import Stream
+
+    secret = "sk-" + "s3cr3t" * 4
+    with fakegpt.Client("http://127.0.0.1:9", access_token=secret) as client:
+        def failing(call):
+            raise KeyError(f"no such thing as {secret}")
+            yield  # pragma: no cover
+
+        stream = Stream(client._engine.new_call(), failing)
+        with pytest.raises(fakegpt.FakeGptError) as info:
+            next(stream)
+    error = info.value
+    assert type(error) is fakegpt.FakeGptError and error.__cause__ is None and error.__suppress_context__
+    assert str(error) == "the call failed unexpectedly: KeyError: 'no such thing as ***'"
+    assert isinstance(error.cause, KeyError) and secret not in str(error.cause)
+    frames = traceback.extract_tb(error.__traceback__)  # this test's, then where the stream raised it
+    assert len(frames) == 2 and frames[-1].filename.endswith("_stream.py")
+
+
+def test_a_fakegpt_error_leaves_a_stream_with_its_cause_kept_and_its_chain_cut():
+    from fakegpt._stream import Stream
+
+    inner = ConnectionResetError("reset")
+
+    def failing(call):
+        try:
+            raise inner
+        except OSError as error:
+            raise fakegpt.APIConnectionError("POST failed") from error
+        yield  # pragma: no cover
+
+    with fakegpt.Client("http://127.0.0.1:9") as client:
+        stream = Stream(client._engine.new_call(), failing)
+        with pytest.raises(fakegpt.APIConnectionError) as info:
+            next(stream)
+    assert info.value.cause is inner and info.value.__cause__ is None

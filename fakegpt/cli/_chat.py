@@ -54,6 +54,11 @@ class Run:
     def report(self, error: FakeGptError, *, debug: bool) -> None:
         """The error as one line on stderr (after its traceback with --debug), then what it means."""
         if debug:
+            cause = error.cause  # a call's error is raised from None: its cause is printed first, as Python would
+            if cause is not None:
+                traceback.print_exception(type(cause), cause, cause.__traceback__)
+                print("\nThe above exception (error.cause) was the direct cause of the following exception:\n",
+                      file=sys.stderr)
             traceback.print_exception(type(error), error, error.__traceback__)
         print(f"fakegpt: error: {type(error).__name__}: {error}", file=sys.stderr)
         hint = self.explain(error)
