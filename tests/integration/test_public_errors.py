@@ -67,7 +67,7 @@ def test_closing_the_client_during_a_login_ends_the_call_without_a_value_error()
             return answer
 
         client._login_send = send
-        client._token._login._send = send
+        client._login._send = send
         reply = client.complete(MESSAGES)  # no ValueError("this Client is closed") from inside the call
         assert reply == "" and closed
         assert emulator.counts["conversations"] == 0 and emulator.counts["logins"] == 0
