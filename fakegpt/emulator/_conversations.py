@@ -2,18 +2,24 @@
 each conversation, and turning a validated request into a :class:`Turn`."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import inspect
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._render import Turn, split_words
 
-__all__ = ["Conversations", "RequestError", "default_responder"]
+__all__ = ["Conversations", "ReplyFailed", "RequestError", "default_responder"]
 
 History = Sequence[Tuple[str, str]]
+#: What a responder returns: the whole reply, or its deltas as they come.
+Reply = Union[str, Iterable[str]]
+#: ``respond(prompt, history, partial)``: *partial* is the text so far of a reply to continue, else ``None``.
+Respond = Callable[[str, History, Optional[str]], Reply]
 
 _OPENERS = (
     "That is a good question.",
@@ -70,24 +76,49 @@ def default_responder(prompt: str, history: History = ()) -> str:
     return f"{reply} {_CLOSERS[digest[1] % len(_CLOSERS)]}"
 
 
-def responder_wants_history(responder: Callable[..., str]) -> bool:
+def responder_wants_history(responder: Callable[..., Any]) -> bool:
     """Whether *responder* takes ``(prompt, history)`` rather than ``(prompt)``."""
     try:
-        inspect.signature(responder).bind("prompt", ())
-        return True
-    except TypeError:
+        signature = inspect.signature(responder)
+        signature.bind("prompt", ())
+    except (TypeError, ValueError):  # (ValueError: no signature, a builtin: call it with the prompt only)
         return False
-    except ValueError:  # no signature (a builtin): call it with the prompt only
-        return False
+    second = [p for p in signature.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)][1:2]
+    return not second or second[0].name not in RESPONDER_KEYWORDS
+
+
+#: The keywords a responder may take besides the prompt and the history.
+RESPONDER_KEYWORDS = ("hangup", "partial")
+
+
+def responder_keywords(responder: Callable[..., Any]) -> Tuple[str, ...]:
+    """Which of :data:`RESPONDER_KEYWORDS` *responder* takes."""
+    try:
+        parameters = inspect.signature(responder).parameters
+    except (TypeError, ValueError):
+        return ()
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return RESPONDER_KEYWORDS
+    return tuple(name for name in RESPONDER_KEYWORDS if name in parameters)
 
 
 class RequestError(Exception):
-    """A request the emulator answers with a 4xx JSON error."""
+    """A request the emulator answers with an error status and a JSON ``{"detail": ...}`` body.
 
-    def __init__(self, status: int, detail: Any) -> None:
+    :param headers: extra headers of the answer (e.g. ``Retry-After``).
+    """
+
+    def __init__(self, status: int, detail: Any, headers: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class ReplyFailed(Exception):
+    """Raised by a streamed reply's deltas when the reply cannot go on: the
+    client gets the message as an in-stream error (the text so far is kept)."""
 
 
 @dataclass
@@ -96,12 +127,15 @@ class _Message:
     text: str
     parent: Optional[str]
     planned: str = ""  # assistant: the whole answer; text is what was sent so far
+    streamed: bool = False  # assistant: streamed by the responder (planned is unknown)
+    finish: str = "stop"  # a streamed reply: how it ended ("max_tokens" can be continued)
 
 
 @dataclass
 class _Conversation:
     owner: Tuple[str, str]
     messages: Dict[str, _Message] = field(default_factory=dict)
+    used: float = field(default_factory=time.monotonic)
 
     def history(self, message_id: Optional[str]) -> List[Tuple[str, str]]:
         """The ``(role, text)`` turns from the root down to *message_id*."""
@@ -134,19 +168,33 @@ def _user_text(body: Mapping[str, Any]) -> Tuple[str, str]:
 
 class Conversations:
     """Every conversation the emulator keeps, keyed by id (not thread-safe:
-    the emulator calls it under its lock)."""
+    the emulator calls it under its lock).
 
-    def __init__(self) -> None:
-        self._store: Dict[str, _Conversation] = {}
+    :param limit: keep at most this many conversations (the least recently
+        used are forgotten first); ``None``: no limit.
+    :param max_age: forget a conversation unused for this many seconds; ``None``: never.
+    """
+
+    def __init__(self, limit: Optional[int] = None, max_age: Optional[float] = None) -> None:
+        self._store: "collections.OrderedDict[str, _Conversation]" = collections.OrderedDict()
+        self.limit, self.max_age = limit, max_age
 
     def __len__(self) -> int:
         return len(self._store)
+
+    def _forget_old(self) -> None:
+        if self.max_age is not None:
+            oldest = time.monotonic() - self.max_age
+            while self._store and next(iter(self._store.values())).used < oldest:
+                self._store.popitem(last=False)
+        while self.limit is not None and len(self._store) > self.limit:
+            self._store.popitem(last=False)
 
     def plan(
         self,
         owner: Tuple[str, str],
         body: Mapping[str, Any],
-        respond: Callable[[str, History], str],
+        respond: Respond,
         max_words: Optional[int],
         lock: Any,
     ) -> Turn:
@@ -156,23 +204,80 @@ class Conversations:
         outside it, so a slow responder does not hold up other requests.
         """
         with lock:
+            self._forget_old()
             conversation_id, conversation, action, model, parent = self._open(owner, body)
             if action == "continue":
-                return self._continue(conversation_id, conversation, parent, model, max_words)
-            user_id, prompt = _user_text(body)
-            if user_id in conversation.messages or user_id == parent:
-                raise RequestError(409, f"message id {user_id!r} already exists in this conversation")
-            history = conversation.history(parent)
-        planned = respond(prompt, history)
-        if not isinstance(planned, str):
-            raise TypeError(f"the responder returned {type(planned).__name__}, not str")
+                assistant = conversation.messages[parent]
+                if not assistant.streamed:
+                    return self._continue(conversation_id, conversation, parent, model, max_words)
+                if assistant.finish != "max_tokens":
+                    raise RequestError(400, "nothing to continue: the parent message is not an unfinished reply")
+                user_id = assistant.parent or ""
+                user = conversation.messages.get(user_id)
+                prompt = user.text if user is not None else ""
+                history = conversation.history(user.parent if user is not None else None)
+                partial: Optional[str] = assistant.text
+            else:
+                user_id, prompt = _user_text(body)
+                if user_id in conversation.messages or user_id == parent:
+                    raise RequestError(409, f"message id {user_id!r} already exists in this conversation")
+                history = conversation.history(parent)
+                partial = None
+        planned = respond(prompt, history, partial)
         with lock:
+            if partial is not None:
+                turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
+                            assistant_id=parent, model=model, words=[], before=partial)
+                turn.stream = self._streamed(planned, assistant, turn, lock)
+                return turn
             conversation.messages[user_id] = _Message("user", prompt, parent)
             assistant_id = str(uuid.uuid4())
-            assistant = _Message("assistant", "", user_id, planned)
-            conversation.messages[assistant_id] = assistant
             title = _clip(_question(prompt), 40) if not history else None
-            return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words, title)
+            if isinstance(planned, str):
+                assistant = _Message("assistant", "", user_id, planned)
+                conversation.messages[assistant_id] = assistant
+                return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words,
+                                        title)
+            assistant = _Message("assistant", "", user_id, streamed=True)
+            conversation.messages[assistant_id] = assistant
+            turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
+                        assistant_id=assistant_id, model=model, words=[], title=title)
+            turn.stream = self._streamed(planned, assistant, turn, lock)
+            return turn
+
+    @staticmethod
+    def _streamed(reply: Any, assistant: _Message, turn: Turn, lock: Any) -> Iterator[str]:
+        """The deltas of a streamed reply, kept in its message as they pass;
+        at their end, how the reply finished (the generator's return value or
+        the iterator's ``finish``: ``"length"`` or ``"max_tokens"`` can be continued)."""
+        if isinstance(reply, (bytes, bytearray)) or not isinstance(reply, Iterable):
+            raise TypeError(f"the responder returned {type(reply).__name__}, not str or an iterable of str")
+        deltas = iter(reply)
+        result: Any = None
+
+        def run() -> Iterator[str]:
+            nonlocal result
+            try:
+                while True:
+                    try:
+                        delta = next(deltas)
+                    except StopIteration as end:
+                        result = end.value
+                        break
+                    if not isinstance(delta, str):
+                        raise TypeError(f"the responder yielded {type(delta).__name__}, not str")
+                    if delta:
+                        with lock:
+                            assistant.text += delta
+                        yield delta
+            finally:
+                close = getattr(deltas, "close", None)
+                if close is not None:
+                    close()
+            finish = result if result is not None else getattr(deltas, "finish", None)
+            turn.finish = assistant.finish = "max_tokens" if finish in ("length", "max_tokens") else "stop"
+
+        return run()
 
     def _open(self, owner: Tuple[str, str], body: Mapping[str, Any]) -> Tuple[str, "_Conversation", str, str, str]:
         """Validate the request; find (or start) its conversation."""
@@ -191,6 +296,8 @@ class Conversations:
             conversation = self._store.get(conversation_id) if isinstance(conversation_id, str) else None
             if conversation is None or conversation.owner != owner:
                 raise RequestError(404, "Conversation not found")
+            conversation.used = time.monotonic()
+            self._store.move_to_end(conversation_id)
             if parent not in conversation.messages:
                 raise RequestError(400, f"parent_message_id {parent!r} is not a message of this conversation")
         elif action == "continue":
@@ -199,6 +306,7 @@ class Conversations:
             conversation_id, conversation = str(uuid.uuid4()), _Conversation(owner)
             if body.get("history_and_training_disabled") is not True:
                 self._store[conversation_id] = conversation
+                self._forget_old()
         return conversation_id, conversation, action, model, parent
 
     def _continue(self, conversation_id: str, conversation: _Conversation, parent: str, model: str,
