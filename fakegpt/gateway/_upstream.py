@@ -1,0 +1,325 @@
+"""The gateway's client of an OpenAI-compatible model server: one streamed
+``POST {base}/chat/completions`` per reply, read with fakegpt's own body
+reader and SSE decoder, every read bounded, the request closed at once when
+the gateway's client hangs up, and every failure turned into the answer the
+shared-account protocol has for it."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+from typing import Any, Dict, Generator, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from .._body import Body, body_error
+from .._capped import read_capped
+from .._http import MAX_ERROR_BODY, describe, host_of
+from .._secrets import redact_text, redact_url, register_secret, register_url
+from .._sse import SSEDecoder
+from .._transport import Adapter, HttpSession, hang_up, watching
+from ..emulator import HangUp, ReplyFailed, RequestError
+from ..exceptions import APITimeoutError, FakeGptError, detail_from_body, one_line
+from ._messages import chat_messages
+
+__all__ = ["API_KEY_VARIABLES", "MAX_UPSTREAM_EVENT", "Upstream", "UpstreamReply"]
+
+#: Where the model server's API key is read from, first found first.
+API_KEY_VARIABLES = ("FAKEGPT_UPSTREAM_API_KEY", "OPENAI_API_KEY")
+#: The largest event of the model server's stream (a delta is a few bytes).
+MAX_UPSTREAM_EVENT = 1 << 20
+#: The largest answer that is not a stream (``/models``, a reply sent whole).
+_MAX_ANSWER = 4 << 20
+
+Timeout = Union[float, Tuple[float, float]]
+
+
+class _Cancel:
+    """The connection of one upstream request, and hanging it up from any thread
+    (fakegpt's transport reports each connection a request uses)."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._lock = threading.Lock()
+        self._connection: Any = None
+
+    def connection_used(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+            cancelled = self.cancelled
+        if cancelled:
+            hang_up(connection)
+            raise FakeGptError("the client hung up")
+
+    def pause(self, seconds: float) -> None:  # pragma: no cover - the gateway does not retry
+        """(No retries here.)"""
+
+    def cancel(self) -> None:
+        with self._lock:  # (under the lock: done() cannot hand the connection on meanwhile)
+            if self._connection is not False:
+                self.cancelled = True
+            if self._connection:
+                hang_up(self._connection)  # a thread blocked reading it returns at once; the server sees the end
+
+    def done(self) -> None:
+        """The request is over: its connection may serve another, which a late cancel() must not touch."""
+        with self._lock:
+            self._connection = False
+
+
+class UpstreamReply:
+    """The deltas of one streamed reply (iterate it once); :attr:`finish` is
+    the model server's ``finish_reason`` once known. :meth:`cancel` is safe
+    from any thread."""
+
+    def __init__(self, upstream: "Upstream", response: requests.Response, cancel: _Cancel) -> None:
+        self.finish: Optional[str] = None
+        self._upstream, self._response, self._cancel = upstream, response, cancel
+        self._deltas = self._read()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def cancel(self) -> None:
+        """Hang up the request now (the model server sees its connection end)."""
+        self._cancel.cancel()
+
+    def close(self) -> None:
+        """Hang up the request (if not finished) and release it (from the reading thread)."""
+        self._cancel.cancel()
+        self._deltas.close()
+        self._response.close()
+
+    def _read(self) -> Generator[str, None, None]:
+        response, cancel = self._response, self._cancel
+        try:
+            if "json" in response.headers.get("Content-Type", "").lower():  # a server that ignored stream=true
+                answer = self._upstream._json(response)
+                self.finish = _choice(answer).get("finish_reason") or "stop"
+                text = (_choice(answer).get("message") or {}).get("content")
+                if isinstance(text, str) and text:
+                    yield text
+                return
+            body, sse = Body(response), SSEDecoder(MAX_UPSTREAM_EVENT)
+            while not cancel.cancelled:  # asked per read: a hang-up stops the reply at once
+                try:
+                    chunk = body.read()
+                    events = sse.feed(chunk) if chunk else sse.close()
+                except FakeGptError as error:  # an event past the bound
+                    raise ReplyFailed(f"the model server's stream cannot be read: {error}") from None
+                except Exception as error:  # noqa: BLE001 - mapped to one line, or the end of a cancelled reply
+                    if cancel.cancelled:
+                        return
+                    raise ReplyFailed(self._broken(error)) from None
+                for _, data in events:
+                    if data == b"[DONE]":
+                        return
+                    delta = self._delta(data)
+                    if delta:
+                        yield delta
+                if not chunk:
+                    if self.finish is None:
+                        raise ReplyFailed(f"the model server ({self._upstream.where}) ended its stream mid-reply")
+                    return  # a finish_reason came: a server that sends no [DONE]
+        finally:
+            cancel.done()
+            response.close()
+
+    def _delta(self, data: bytes) -> str:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise ReplyFailed("the model server sent an event that is not JSON") from None
+        if not isinstance(event, dict):
+            return ""
+        if event.get("error"):
+            detail = detail_from_body(json.dumps({"error": event["error"]}).encode(), "application/json")
+            raise ReplyFailed(self._upstream.redact(f"the model server failed mid-reply: {detail}"))
+        choice = _choice(event)  # (a last chunk with usage only has no choices)
+        if choice.get("finish_reason"):
+            self.finish = str(choice["finish_reason"])
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        return content if isinstance(content, str) else ""
+
+    def _broken(self, error: BaseException) -> str:
+        failure = body_error(error)
+        if isinstance(failure, APITimeoutError):
+            return f"the model server ({self._upstream.where}) went silent mid-reply (no data within the read timeout)"
+        return self._upstream.redact(f"the model server's stream broke off: {failure}")
+
+
+def _closed_unanswered(error: BaseException) -> bool:
+    """Whether *error* is a connection the server closed before any answer (not a refused connection)."""
+    seen: List[BaseException] = []
+    current: Optional[BaseException] = error
+    while current is not None and len(seen) < 8:
+        seen.append(current)
+        nested = getattr(current, "reason", None)
+        current = nested if isinstance(nested, BaseException) else (
+            current.args[0] if current.args and isinstance(current.args[0], BaseException) else current.__context__)
+    return (any(isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)) for e in seen)
+            and not any(isinstance(e, NewConnectionError) for e in seen))
+
+
+def _choice(event: Mapping[str, Any]) -> Dict[str, Any]:
+    choices = event.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return first if isinstance(first, dict) else {}
+
+
+class Upstream:
+    """An OpenAI-compatible model server, as the emulator's responder
+    (``Emulator(upstream=Upstream(...))``; :mod:`fakegpt.gateway`).
+
+    :param base_url: the API base, e.g. ``http://127.0.0.1:11434/v1`` (``/chat/completions`` is appended).
+    :param model: the model to ask; ``None``: the first one ``GET {base}/models`` lists (asked once).
+    :param api_key: sent as ``Authorization: Bearer``; ``None``: ``$FAKEGPT_UPSTREAM_API_KEY``,
+        else ``$OPENAI_API_KEY``, else no key. Never logged, shown or put in an error.
+    :param timeout: seconds, or ``(connect, read)`` seconds; the read timeout
+        bounds the wait for the answer and between two pieces of the stream.
+    """
+
+    def __init__(self, base_url: str, *, model: Optional[str] = None, api_key: Optional[str] = None,
+                 timeout: Timeout = (10.0, 120.0)) -> None:
+        if not isinstance(base_url, str) or not base_url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"the upstream must be an http:// or https:// URL, not {redact_url(str(base_url))!r}")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ValueError("model must be a non-empty str, or None for the first model the server lists")
+        seconds = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        if len(seconds) != 2 or not all(isinstance(s, (int, float)) and s > 0 for s in seconds):
+            raise ValueError("timeout must be positive seconds, or (connect, read) seconds")
+        self.base_url = base_url.rstrip("/")
+        register_url(self, self.base_url)
+        self.where = host_of(self.base_url)
+        self.timeout: Tuple[float, float] = (float(seconds[0]), float(seconds[1]))
+        if api_key is None:
+            api_key = next((os.environ[name] for name in API_KEY_VARIABLES if os.environ.get(name)), None)
+        self._api_key = api_key or None
+        register_secret(self, self._api_key)
+        self._model = model
+        self._model_lock = threading.Lock()
+        self._session = HttpSession()
+        adapter = Adapter(pool_connections=2, pool_maxsize=256)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers["Accept-Encoding"] = "identity"  # each delta as it comes, no decoder in between
+        if self._api_key:
+            self._session.headers["Authorization"] = f"Bearer {self._api_key}"
+
+    def __repr__(self) -> str:
+        return f"<fakegpt.gateway.Upstream {redact_url(self.base_url)} model={self._model!r}>"
+
+    def redact(self, text: str) -> str:
+        """*text* on one line, the API key and URL credentials hidden."""
+        return one_line(redact_text(text, [self._api_key]), 300)
+
+    @property
+    def model(self) -> str:
+        """The model asked for (the first one the server lists, if none was given; asked once)."""
+        with self._model_lock:
+            if self._model is None:
+                answer = self._json(self._request("GET", "/models", "listing its models"))
+                listed = answer.get("data") if isinstance(answer, dict) else None
+                names = [m.get("id") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+                if not names or not isinstance(names[0], str) or not names[0]:
+                    raise RequestError(502, f"the model server ({self.where}) lists no model: "
+                                            "start the gateway with a model (--upstream-model)")
+                self._model = names[0]
+            return self._model
+
+    def respond(self, prompt: str, history: Sequence[Tuple[str, str]], partial: Optional[str] = None,
+                hangup: Optional[HangUp] = None) -> UpstreamReply:
+        """The emulator's responder: the whole path of the conversation, streamed from the model."""
+        return self.stream(chat_messages(prompt, history, partial), hangup)
+
+    def stream(self, messages: List[Dict[str, str]], hangup: Optional[HangUp] = None) -> UpstreamReply:
+        """Ask for a streamed reply to *messages*; returns once the model server
+        accepted (a 2xx), else raises :class:`~fakegpt.emulator.RequestError`
+        with the status for the gateway's client."""
+        cancel = _Cancel()
+        if hangup is not None:
+            hangup.on_hang_up(cancel.cancel)
+        body = {"model": self.model, "messages": messages, "stream": True}
+        return UpstreamReply(self, self._request("POST", "/chat/completions", "answering", body, cancel), cancel)
+
+    def close(self) -> None:
+        """Close every connection to the model server."""
+        self._session.close()
+
+    # -- HTTP -----------------------------------------------------------------
+    def _request(self, method: str, path: str, doing: str, body: Any = None,
+                 cancel: Optional[_Cancel] = None) -> requests.Response:
+        """Send a request; its answer once a 2xx began, else the :class:`RequestError` for the client."""
+        cancel = cancel or _Cancel()
+        try:
+            response = self._send(method, path, body, cancel)
+        except (requests.exceptions.RequestException, FakeGptError, OSError) as error:
+            cancel.done()
+            raise self._failed(error, doing, cancel) from None
+        except BaseException:
+            cancel.done()
+            raise
+        if response.status_code < 300:
+            return response
+        cancel.done()
+        raise self._status_error(response, doing)
+
+    def _send(self, method: str, path: str, body: Any, cancel: _Cancel) -> requests.Response:
+        for attempt in (1, 2):
+            try:
+                with watching(cancel):
+                    return self._session.request(method, self.base_url + path, json=body, stream=True,
+                                                 timeout=self.timeout, allow_redirects=False)
+            except requests.exceptions.ConnectionError as error:
+                # A kept-alive connection the server had closed meanwhile: the request was not
+                # accepted (no answer began), so it goes once more, on a new connection.
+                if attempt == 2 or cancel.cancelled or not _closed_unanswered(error):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, error: BaseException, doing: str, cancel: _Cancel) -> RequestError:
+        if isinstance(error, requests.exceptions.Timeout):
+            connecting = isinstance(error, requests.exceptions.ConnectTimeout)
+            waited = f"no connection within {self.timeout[0]:g} s" if connecting else \
+                f"no answer within {self.timeout[1]:g} s"
+            return RequestError(504, f"the model server ({self.where}) timed out {doing}: {waited}")
+        if cancel.cancelled:
+            return RequestError(499, "the client hung up")
+        return RequestError(502, self.redact(f"the model server ({self.where}) failed {doing}: {describe(error)}"))
+
+    def _status_error(self, response: requests.Response, doing: str) -> RequestError:
+        status = response.status_code
+        try:
+            body = read_capped(response.iter_content(65536), MAX_ERROR_BODY + 1)[:MAX_ERROR_BODY]
+        except Exception:  # noqa: BLE001 - a cut or huge error body: the status says enough
+            body = b""
+        finally:
+            response.close()
+        detail = detail_from_body(body, response.headers.get("Content-Type", "")) or "no detail"
+        said = f"the model server ({self.where}) answered HTTP {status} {doing}"
+        if status == 429:
+            retry_after = response.headers.get("Retry-After", "").strip()
+            headers = {"Retry-After": retry_after} if retry_after and len(retry_after) <= 64 else {}
+            return RequestError(429, self.redact(f"{said}: rate limited: {detail}"), headers)
+        if status in (401, 403):  # never the client's 401: it would drop its own, good, access token
+            return RequestError(502, f"{said}: the gateway's credentials for it were refused; set "
+                                     "FAKEGPT_UPSTREAM_API_KEY (or OPENAI_API_KEY) to a key it accepts")
+        return RequestError(504 if status in (408, 504) else 502, self.redact(f"{said}: {detail}"))
+
+    def _json(self, response: requests.Response) -> Any:
+        try:
+            return json.loads(read_capped(response.iter_content(65536), _MAX_ANSWER))
+        except FakeGptError:
+            raise RequestError(502, f"the model server ({self.where}) sent an answer larger than "
+                                    f"{_MAX_ANSWER:,} bytes") from None
+        except Exception as error:  # noqa: BLE001 - not JSON, or cut
+            raise RequestError(502, self.redact(f"the model server ({self.where}) sent an answer that cannot be "
+                                                f"read: {describe(error)}")) from None
+        finally:
+            response.close()
