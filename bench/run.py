@@ -26,7 +26,10 @@ server in the emulator's process) and backpressure (peak memory with a
 consumer 10x slower than the stream, in a fresh process); and hangup
 (``abort()`` and ``break`` to the server seeing the hang-up, direct, over
 TLS, through CONNECT, https and SOCKS5 proxies, and on a close-delimited
-body).
+body); and gateway (``fakegpt serve --upstream``'s Python form in front of
+the paced OpenAI-compatible server of tests/upstream_kit.py, each in its own
+process: the time to the first delta through it minus direct, its CPU per
+delta, and 64 concurrent streams through it against one).
 """
 from __future__ import annotations
 
@@ -876,6 +879,123 @@ def hangup(server: Server, samples: int) -> None:
                         limit=100.0, kind="max")
 
 
+# -- the gateway -------------------------------------------------------------------------------
+#: The paced OpenAI-compatible test servers: seconds between two deltas (a small model on a CPU
+#: makes about 40 tokens a second; "fast" shows the gateway's own cost).
+UPSTREAM_PACES = {"paced": 0.02, "fast": 0.0}
+
+
+def upstream_child(conn: Any) -> None:
+    """Child process: the paced OpenAI-compatible test servers until told to stop."""
+    pin(0)
+    import contextlib
+
+    from tests.upstream_kit import PacedUpstream
+
+    with contextlib.ExitStack() as stack:
+        conn.send({name: stack.enter_context(PacedUpstream(pace=pace)).url for name, pace in UPSTREAM_PACES.items()})
+        conn.recv()
+
+
+def gateway_child(conn: Any, upstream_urls: Dict[str, str]) -> None:
+    """Child process: a gateway in front of each upstream; answers "cpu" with its CPU time so far."""
+    pin(1)
+    from fakegpt.emulator import Emulator
+    from fakegpt.gateway import Upstream
+
+    gateways = {name: Emulator(upstream=Upstream(url, model="paced")).start() for name, url in upstream_urls.items()}
+    conn.send({name: gateway.url for name, gateway in gateways.items()})
+    while conn.recv() == "cpu":
+        conn.send(time.process_time())
+    for gateway in gateways.values():
+        gateway.stop()
+
+
+def words_prompt(words: int) -> List[Dict[str, str]]:
+    """A prompt whose reply (tests/upstream_kit.py echoes it) is *words* + 4 deltas."""
+    return [{"role": "user", "content": " ".join(f"w{i}" for i in range(words))}]
+
+
+def gateway(smoke: bool, repeat: int) -> None:
+    """Through the gateway against direct to the upstream; the gateway and the upstream
+    each run in a process of their own."""
+    context = multiprocessing.get_context("spawn")
+    upstream_pipe, upstream_end = context.Pipe()
+    upstream_process = context.Process(target=upstream_child, args=(upstream_end,), daemon=True)
+    upstream_process.start()
+    upstream_urls = upstream_pipe.recv()
+    control, gateway_end = context.Pipe()
+    gateway_process = context.Process(target=gateway_child, args=(gateway_end, upstream_urls), daemon=True)
+    gateway_process.start()
+    gateway_urls = control.recv()
+    direct = requests.Session()
+    messages = words_prompt(5 if smoke else 40)
+
+    def first_direct() -> float:
+        started = time.perf_counter()
+        response = direct.post(upstream_urls["paced"] + "/chat/completions", stream=True, timeout=30,
+                               json={"model": "paced", "messages": messages, "stream": True})
+        for chunk in response.iter_content(chunk_size=None):
+            if b'"content": "\\u00c9' in chunk:  # the first word of the reply, "\u00c9cho"
+                break
+        took = time.perf_counter() - started
+        response.close()
+        return took
+
+    try:
+        with fakegpt.Client(gateway_urls["paced"]) as client:
+            client.complete(words_prompt(1))  # log in
+
+            def first_gateway() -> float:
+                started = time.perf_counter()
+                stream = client.stream(messages)
+                next(stream)
+                took = time.perf_counter() - started
+                stream.close()
+                return took
+
+            added = rounds({"direct": first_direct, "gateway": first_gateway}, 5 if smoke else 10 * repeat)
+            gaps = sorted(g - d for g, d in zip(added.samples["gateway"], added.samples["direct"]))
+            row("gateway: time to first delta added, p50", "ms", statistics.median(gaps) * 1000, limit=5.0,
+                kind="max")
+
+        with fakegpt.Client(gateway_urls["fast"]) as client:
+            client.complete(words_prompt(1))
+            long = words_prompt(20 if smoke else 400)
+            control.send("cpu")
+            before = control.recv()
+            deltas = sum(sum(1 for _ in client.stream(long)) for _ in range(2 if smoke else 10))
+            control.send("cpu")
+            row("gateway: its CPU per delta (400-delta replies)", "us", (control.recv() - before) / deltas * 1e6,
+                kind="info")
+
+        def streams(n: int) -> float:
+            clients = [fakegpt.Client(gateway_urls["paced"]) for _ in range(n)]
+            for c in clients:
+                c.complete(words_prompt(1))  # logged in first: only the streams are timed
+            threads = [threading.Thread(target=lambda c=c: "".join(c.stream(messages))) for c in clients]
+
+            def run_all() -> None:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+            took = wall(run_all)
+            for c in clients:
+                c.close()
+            return took
+
+        n = 8 if smoke else 64
+        measured = rounds({"one": lambda: streams(1), "many": lambda: streams(n)}, 1 if smoke else max(3, repeat // 3))
+        row(f"gateway: {n} concurrent streams vs one", "wall", measured["many"], "one stream", measured["one"],
+            limit=1.2, ratio=measured.ratio("many", "one"))
+    finally:
+        control.send("stop")
+        upstream_pipe.send("stop")
+        gateway_process.join(10)
+        upstream_process.join(10)
+
+
 # -- the report --------------------------------------------------------------------------------
 def report(check: bool) -> int:
     missed = 0
@@ -908,7 +1028,7 @@ def report(check: bool) -> int:
 
 
 WORKLOADS = ("streaming", "concurrency", "scale", "requests", "latency", "memory", "cancel", "trickle",
-             "backpressure", "hangup")
+             "backpressure", "hangup", "gateway")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -949,6 +1069,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             backpressure(server, 2000 if args.smoke else 30000)
         if "hangup" in chosen:
             hangup(server, 1 if args.smoke else 5)
+    if "gateway" in chosen:
+        gateway(args.smoke, repeat)
     print(f"fakegpt {fakegpt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{repeat} round(s), {time.perf_counter() - started:.0f} s"
           + ("" if original is not None else "; g4f not installed: no 'original' rows"))
