@@ -33,8 +33,6 @@ MAX_UPSTREAM_EVENT = 1 << 20
 #: The largest answer that is not a stream (``/models``, a reply sent whole).
 _MAX_ANSWER = 4 << 20
 
-Timeout = Union[float, Tuple[float, float]]
-
 
 class _Cancel:
     """The connection of one upstream request, and hanging it up from any thread
@@ -70,9 +68,9 @@ class _Cancel:
 
 
 class UpstreamReply:
-    """The deltas of one streamed reply (iterate it once); :attr:`finish` is
-    the model server's ``finish_reason`` once known. :meth:`cancel` is safe
-    from any thread."""
+    """The deltas of one streamed reply (iterate it once); its ``finish``
+    attribute is the model server's ``finish_reason`` once known (``None``
+    before). :meth:`cancel` is safe from any thread."""
 
     def __init__(self, upstream: "Upstream", response: requests.Response, cancel: _Cancel) -> None:
         self.finish: Optional[str] = None
@@ -186,7 +184,7 @@ class Upstream:
     """
 
     def __init__(self, base_url: str, *, model: Optional[str] = None, api_key: Optional[str] = None,
-                 timeout: Timeout = (10.0, 120.0)) -> None:
+                 timeout: Union[float, Tuple[float, float]] = (10.0, 120.0)) -> None:
         if not isinstance(base_url, str) or not base_url.lower().startswith(("http://", "https://")):
             raise ValueError(f"the upstream must be an http:// or https:// URL, not {redact_url(str(base_url))!r}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
