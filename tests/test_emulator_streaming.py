@@ -160,6 +160,22 @@ def test_conversations_are_bounded_least_recently_used_first():
     assert raised.value.status_code == 404
 
 
+def test_conversations_are_bounded_by_their_text_least_recently_used_first():
+    def reply(prompt):
+        yield "r" * 100
+
+    with Emulator(responder=reply, limits=Limits(conversation_bytes=450)) as emulator, client(emulator) as c:
+        first, second = c.conversation(), c.conversation()
+        first.complete("a" * 100)  # 200 characters kept
+        second.complete("b" * 100)  # 400
+        first.complete("c" * 100)  # 600: over, but the next request forgets the least recently used
+        with pytest.raises(fakegpt.APIStatusError) as raised:
+            second.complete("gone?")
+        assert raised.value.status_code == 404
+        assert first.complete("d").startswith("r")  # 400 + 101: still kept until another request
+        assert len(emulator._conversations) == 1
+
+
 def test_conversations_are_forgotten_after_their_age():
     with Emulator(limits=Limits(conversation_age=0.0)) as emulator, client(emulator) as c:
         conversation = c.conversation()

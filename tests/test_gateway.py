@@ -238,6 +238,13 @@ def test_a_connection_closed_without_an_answer_is_tried_once_more(upstream, gate
     assert len(upstream.bodies) == 4
 
 
+def test_an_html_page_is_a_502_naming_the_api_base(upstream, gateway):
+    upstream.fault("html")
+    answer = _post(gateway)
+    assert answer.status_code == 502 and "HTML page" in answer.json()["detail"] and "/v1" in answer.json()["detail"]
+    assert _post(gateway).status_code == 200
+
+
 def test_an_unreachable_upstream_is_a_502(upstream):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -322,6 +329,8 @@ def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway(upstream, gateway, mo
     g4f.debug.version_check = False
     assert Original.__module__ == "g4f.Provider.FakeGpt"
     monkeypatch.setattr(Original, "url", gateway.url)
+    monkeypatch.setattr(Original, "_access_token", None)  # it keeps its login in the class: not another server's
+    monkeypatch.setattr(Original, "_cookie_jar", None)
 
     async def collect():
         return "".join([d async for d in Original.create_async_generator("gpt-3.5-turbo", HI)])

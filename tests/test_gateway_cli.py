@@ -98,22 +98,22 @@ def test_exact_echo_through_the_gateway_with_history_and_the_key_never_shown(llm
     assert KEY not in gateway.out + gateway.err
 
 
-def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway_process(llm_katan):
+def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway_process(llm_katan, monkeypatch):
     g4f = pytest.importorskip("g4f")
     from g4f.Provider import FakeGpt as Original
 
     g4f.debug.version_check = False
     gateway = Gateway("--upstream", llm_katan)
-    old_url = Original.url
     try:
-        Original.url = gateway.url
+        monkeypatch.setattr(Original, "url", gateway.url)
+        monkeypatch.setattr(Original, "_access_token", None)  # it keeps its login in the class
+        monkeypatch.setattr(Original, "_cookie_jar", None)
 
         async def collect():
             return "".join([d async for d in Original.create_async_generator("gpt-3.5-turbo", HI)])
 
         text = asyncio.run(collect())
     finally:
-        Original.url = old_url
         gateway.stop()
     assert echoed(text, HI[0]["content"], 1), text
 

@@ -66,7 +66,7 @@ class PacedUpstream:
         cut after *after* deltas), ``"silent"`` (no answer at all), ``"stall"``
         (nothing more after *after* deltas), ``"error"`` (an in-stream error event
         after *after* deltas), ``"no-done"`` (the body ends without [DONE] nor finish_reason), ``"close"`` (the
-        connection closed, no answer)."""
+        connection closed, no answer), ``"html"`` (a 200 HTML page)."""
         self._faults.append((kind, after, status, body, headers or {}))
 
     def wait(self, predicate, timeout=10.0):
@@ -143,6 +143,14 @@ class _Handler(BaseHTTPRequestHandler):
                                                                                                       None, {})
         if kind == "status":
             self._json(status, error_body or {"error": {"message": f"emulated {status}"}}, headers)
+            return
+        if kind == "html":  # a login page, or a proxy's
+            data = b"<!doctype html><title>Sign in</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if kind == "close":  # the connection closed without an answer (a kept-alive one the server dropped)
             self.close_connection = True

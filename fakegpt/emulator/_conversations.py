@@ -136,6 +136,8 @@ class _Conversation:
     owner: Tuple[str, str]
     messages: Dict[str, _Message] = field(default_factory=dict)
     used: float = field(default_factory=time.monotonic)
+    size: int = 0  # characters of message text, for Limits.conversation_bytes
+    stored: bool = False  # kept in the store (counted in its size)
 
     def history(self, message_id: Optional[str]) -> List[Tuple[str, str]]:
         """The ``(role, text)`` turns from the root down to *message_id*."""
@@ -173,22 +175,32 @@ class Conversations:
     :param limit: keep at most this many conversations (the least recently
         used are forgotten first); ``None``: no limit.
     :param max_age: forget a conversation unused for this many seconds; ``None``: never.
+    :param max_size: characters of message text kept in all conversations together; ``None``: no limit.
     """
 
-    def __init__(self, limit: Optional[int] = None, max_age: Optional[float] = None) -> None:
+    def __init__(self, limit: Optional[int] = None, max_age: Optional[float] = None,
+                 max_size: Optional[int] = None) -> None:
         self._store: "collections.OrderedDict[str, _Conversation]" = collections.OrderedDict()
-        self.limit, self.max_age = limit, max_age
+        self.limit, self.max_age, self.max_size = limit, max_age, max_size
+        self._size = 0
 
     def __len__(self) -> int:
         return len(self._store)
 
     def _forget_old(self) -> None:
-        if self.max_age is not None:
-            oldest = time.monotonic() - self.max_age
-            while self._store and next(iter(self._store.values())).used < oldest:
-                self._store.popitem(last=False)
-        while self.limit is not None and len(self._store) > self.limit:
-            self._store.popitem(last=False)
+        oldest = time.monotonic() - self.max_age if self.max_age is not None else None
+        while self._store and (
+                (oldest is not None and next(iter(self._store.values())).used < oldest)
+                or (self.limit is not None and len(self._store) > self.limit)
+                or (self.max_size is not None and self._size > self.max_size)):
+            forgotten = self._store.popitem(last=False)[1]
+            forgotten.stored = False
+            self._size -= forgotten.size
+
+    def _grow(self, conversation: _Conversation, characters: int) -> None:
+        conversation.size += characters
+        if conversation.stored:
+            self._size += characters
 
     def plan(
         self,
@@ -228,12 +240,14 @@ class Conversations:
             if partial is not None:
                 turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
                             assistant_id=parent, model=model, words=[], before=partial)
-                turn.stream = self._streamed(planned, assistant, turn, lock)
+                turn.stream = self._streamed(planned, assistant, turn, lock, conversation)
                 return turn
             conversation.messages[user_id] = _Message("user", prompt, parent)
+            self._grow(conversation, len(prompt))
             assistant_id = str(uuid.uuid4())
             title = _clip(_question(prompt), 40) if not history else None
             if isinstance(planned, str):
+                self._grow(conversation, len(planned))
                 assistant = _Message("assistant", "", user_id, planned)
                 conversation.messages[assistant_id] = assistant
                 return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words,
@@ -242,11 +256,11 @@ class Conversations:
             conversation.messages[assistant_id] = assistant
             turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
                         assistant_id=assistant_id, model=model, words=[], title=title)
-            turn.stream = self._streamed(planned, assistant, turn, lock)
+            turn.stream = self._streamed(planned, assistant, turn, lock, conversation)
             return turn
 
-    @staticmethod
-    def _streamed(reply: Any, assistant: _Message, turn: Turn, lock: Any) -> Iterator[str]:
+    def _streamed(self, reply: Any, assistant: _Message, turn: Turn, lock: Any,
+                  conversation: _Conversation) -> Iterator[str]:
         """The deltas of a streamed reply, kept in its message as they pass;
         at their end, how the reply finished (the generator's return value or
         the iterator's ``finish``: ``"length"`` or ``"max_tokens"`` can be continued)."""
@@ -271,6 +285,8 @@ class Conversations:
                             assistant.text += delta
                         yield delta
             finally:
+                with lock:
+                    self._grow(conversation, len(assistant.text) - len(turn.before))
                 close = getattr(deltas, "close", None)
                 if close is not None:
                     close()
@@ -306,6 +322,7 @@ class Conversations:
             conversation_id, conversation = str(uuid.uuid4()), _Conversation(owner)
             if body.get("history_and_training_disabled") is not True:
                 self._store[conversation_id] = conversation
+                conversation.stored = True
                 self._forget_old()
         return conversation_id, conversation, action, model, parent
 

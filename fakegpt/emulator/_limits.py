@@ -21,6 +21,8 @@ class Limits:
 
     :param conversations: conversations kept (the least recently used are forgotten first).
     :param conversation_age: seconds a conversation is kept after its last use.
+    :param conversation_bytes: characters of message text kept in all conversations together
+        (the least recently used conversations are forgotten first).
     :param sessions: logins and access tokens kept (the oldest are forgotten first).
     :param log_bytes: bytes of request bodies and headers kept in the request log (the oldest go first).
     :param log_body: bytes of each body kept in the request log (the rest is cut off).
@@ -30,6 +32,7 @@ class Limits:
 
     conversations: Optional[int] = None
     conversation_age: Optional[float] = None
+    conversation_bytes: Optional[int] = None
     sessions: Optional[int] = None
     log_bytes: Optional[int] = None
     log_body: Optional[int] = None
@@ -37,7 +40,8 @@ class Limits:
     body_bytes: int = MAX_BODY
 
 
-#: A server left running: 1,000 conversations unused for at most a day, 10,000
-#: sessions, a 1 MiB request log with bodies cut at 2 KiB, 64 KiB of headers, 1 MiB bodies.
-GATEWAY_LIMITS = Limits(conversations=1000, conversation_age=86400.0, sessions=10000, log_bytes=1 << 20,
-                        log_body=2048, header_bytes=65536, body_bytes=MAX_BODY)
+#: A server left running: 1,000 conversations holding 64 Mi characters of text
+#: together, each unused for at most a day; 10,000 sessions; a 1 MiB request log
+#: with bodies cut at 2 KiB; 64 KiB of headers and 1 MiB bodies.
+GATEWAY_LIMITS = Limits(conversations=1000, conversation_age=86400.0, conversation_bytes=64 << 20, sessions=10000,
+                        log_bytes=1 << 20, log_body=2048, header_bytes=65536, body_bytes=MAX_BODY)

@@ -180,11 +180,13 @@ class Upstream:
     :param api_key: sent as ``Authorization: Bearer``; ``None``: ``$FAKEGPT_UPSTREAM_API_KEY``,
         else ``$OPENAI_API_KEY``, else no key. Never logged, shown or put in an error.
     :param timeout: seconds, or ``(connect, read)`` seconds; the read timeout
-        bounds the wait for the answer and between two pieces of the stream.
+        bounds the wait for the answer and between two pieces of the stream
+        (by default 100 s: shorter than a fakegpt client's 120 s, so that the
+        client hears the gateway's 504 rather than timing out itself).
     """
 
     def __init__(self, base_url: str, *, model: Optional[str] = None, api_key: Optional[str] = None,
-                 timeout: Union[float, Tuple[float, float]] = (10.0, 120.0)) -> None:
+                 timeout: Union[float, Tuple[float, float]] = (10.0, 100.0)) -> None:
         if not isinstance(base_url, str) or not base_url.lower().startswith(("http://", "https://")):
             raise ValueError(f"the upstream must be an http:// or https:// URL, not {redact_url(str(base_url))!r}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
@@ -263,9 +265,14 @@ class Upstream:
         except BaseException:
             cancel.done()
             raise
-        if response.status_code < 300:
+        content_type = response.headers.get("Content-Type", "").lower()
+        if response.status_code < 300 and "html" not in content_type:
             return response
         cancel.done()
+        if response.status_code < 300:  # a login page or a proxy's, not the API
+            response.close()
+            raise RequestError(502, f"the model server ({self.where}) answered with an HTML page {doing}: "
+                                    "is the URL its API base (e.g. ending in /v1)?")
         raise self._status_error(response, doing)
 
     def _send(self, method: str, path: str, body: Any, cancel: _Cancel) -> requests.Response:
