@@ -27,7 +27,7 @@ def upstream():
 
 @pytest.fixture
 def gateway(upstream):
-    client_side = Upstream(upstream.url, timeout=(5.0, 5.0))
+    client_side = Upstream(upstream.url, timeout=(5.0, 60.0))  # (a hang-up must not wait for a read timeout)
     with Emulator(upstream=client_side) as emulator:
         yield emulator
     client_side.close()
