@@ -105,6 +105,13 @@ def test_a_flattened_message_list_goes_up_as_messages(upstream, gateway):
     assert upstream.bodies[-1]["messages"] == messages
 
 
+def test_replies_reuse_the_connection_to_the_model_server(upstream, gateway):
+    with client(gateway) as c:
+        for _ in range(3):
+            assert c.complete(HI) == expected_reply("hi there")
+    assert len(upstream.bodies) == 3 and upstream.connections == 1 and upstream.hangups == 0
+
+
 def test_the_model_is_the_one_given_or_the_first_listed_asked_once(upstream):
     named = Upstream(upstream.url, model="my-model")
     with Emulator(upstream=named) as emulator, client(emulator) as c:

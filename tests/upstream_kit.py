@@ -42,6 +42,7 @@ class PacedUpstream:
         self.headers = []  # every request's headers
         self.paths = []  # every request's method and path
         self.hangups = 0  # streams whose client went away before the end
+        self.connections = 0  # TCP connections accepted
         self.finished = 0  # streams sent to their end
         self.gate = None  # a threading.Event: after the first delta, wait for it
         self.finish_reason = "stop"
@@ -82,6 +83,10 @@ class PacedUpstream:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # (set before the socket listens) many clients connecting at once
+
+    def process_request(self, request, client_address):
+        self.upstream._note("connections")
+        super().process_request(request, client_address)
 
 
 def _gone(sock, seconds):

@@ -9,8 +9,6 @@ from typing import Callable, List
 
 __all__ = ["HangUp", "watch"]
 
-#: How often a watcher looks whether its stream has ended (it wakes at once on a hang-up).
-_STOP_CHECK = 0.1
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 
 
@@ -38,7 +36,8 @@ class HangUp:
         return self._event.wait(timeout)
 
     def on_hang_up(self, callback: Callable[[], None]) -> None:
-        """Call *callback* (from another thread) when the client hangs up; at once if it has."""
+        """Call *callback* (from another thread) when the client hangs up; at once if it has.
+        Keep it quick (e.g. shut a socket down): one thread tells every stream's hang-up."""
         with self._lock:
             if not self._event.is_set():
                 self._callbacks.append(callback)
@@ -56,33 +55,76 @@ class HangUp:
             callback()
 
 
-def watch(sock: socket.socket, hangup: HangUp) -> Callable[[], None]:
-    """Watch *sock* (whose request has been read whole) in a daemon thread:
-    its end sets *hangup*. Returns the function that stops watching.
+class _Watcher:
+    """One daemon thread watching every streaming client socket (a thread per
+    stream would cost its start, about a millisecond on a busy machine)."""
 
-    The watcher only peeks, so it takes nothing from the connection; it stops
-    by itself when the client sends more (a next request on the connection),
-    since from then on an end of the connection cannot be told apart from it."""
-    stop = threading.Event()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        threading.Thread(target=self._run, name="fakegpt-emulator-hangups", daemon=True).start()
 
-    def run() -> None:
+    def add(self, sock: socket.socket, hangup: HangUp) -> None:
+        with self._lock:
+            self._selector.register(sock, selectors.EVENT_READ, hangup)
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(sock, selectors.EVENT_READ)
-                while not stop.is_set():
-                    if not selector.select(_STOP_CHECK):
-                        continue
+            self._wake_w.send(b"w")  # select() takes the new socket on at once
+        except BlockingIOError:  # a wake-up is pending already
+            pass
+
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError, OSError):  # gone already (it ended, or sent more)
+                pass
+
+    def _run(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                if key.fileobj is self._wake_r:
                     try:
-                        data = sock.recv(1, _PEEK)
+                        while self._wake_r.recv(4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                sock = key.fileobj
+                with self._lock:
+                    if self._selector.get_map().get(key.fd) is not key:
+                        continue  # no longer watched (the event came for a socket since discarded)
+                    try:
+                        data = sock.recv(1, _PEEK)  # type: ignore[union-attr]
                     except BlockingIOError:
                         continue
                     except OSError:
                         data = b""
-                    if not data and not stop.is_set():
-                        hangup.set()
-                    return
-        except (OSError, ValueError):  # the socket was closed under us: the stream is over
-            return
+                    # Either way it is no longer watched: ended, or the client sent more (a next
+                    # request), after which an end of the connection cannot be told apart from it.
+                    self._selector.unregister(sock)
+                if not data:
+                    key.data.set()
 
-    threading.Thread(target=run, name="fakegpt-emulator-hangup", daemon=True).start()
-    return stop.set
+
+_watcher: "_Watcher | None" = None
+_watcher_lock = threading.Lock()
+
+
+def watch(sock: socket.socket, hangup: HangUp) -> Callable[[], None]:
+    """Watch *sock* (whose request has been read whole): its end sets *hangup*.
+    Returns the function that stops watching (call it before the socket is closed).
+
+    The watcher only peeks, so it takes nothing from the connection; it stops
+    by itself when the client sends more (a next request on the connection),
+    since from then on an end of the connection cannot be told apart from it."""
+    global _watcher
+    with _watcher_lock:
+        if _watcher is None:
+            _watcher = _Watcher()
+        watcher = _watcher
+    watcher.add(sock, hangup)
+    return lambda: watcher.discard(sock)

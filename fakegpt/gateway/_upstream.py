@@ -116,6 +116,7 @@ class UpstreamReply:
                     raise ReplyFailed(self._broken(error)) from None
                 for _, data in events:
                     if data == b"[DONE]":
+                        body.drain()  # the end of the body, if it comes at once: the connection is kept for reuse
                         return
                     delta = self._delta(data)
                     if delta:
