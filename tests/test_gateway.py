@@ -125,6 +125,16 @@ def test_the_model_is_the_one_given_or_the_first_listed_asked_once(upstream):
     assert upstream.paths == ["POST /v1/chat/completions", "GET /v1/models"] + ["POST /v1/chat/completions"] * 2
 
 
+def test_a_server_that_lists_no_models_is_a_502_asking_for_a_model(upstream):
+    upstream.fault("list", status=404)
+    with Emulator(upstream=Upstream(upstream.url)) as emulator:
+        answer = _post(emulator)
+        assert answer.status_code == 502
+        assert "HTTP 404 listing its models" in answer.json()["detail"] and "--upstream-model" in answer.json()["detail"]
+        assert _post(emulator).status_code == 200  # asked again, and then kept
+    assert upstream.paths == ["GET /v1/models", "GET /v1/models", "POST /v1/chat/completions"]
+
+
 def test_64_concurrent_streams_each_exact(upstream, gateway):
     upstream.pace = 0.002
     results = {}

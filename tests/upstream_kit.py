@@ -67,7 +67,8 @@ class PacedUpstream:
         cut after *after* deltas), ``"silent"`` (no answer at all), ``"stall"``
         (nothing more after *after* deltas), ``"error"`` (an in-stream error event
         after *after* deltas), ``"no-done"`` (the body ends without [DONE] nor finish_reason), ``"close"`` (the
-        connection closed, no answer), ``"html"`` (a 200 HTML page)."""
+        connection closed, no answer), ``"html"`` (a 200 HTML page);
+        the next model listing: ``"list"`` (an error answer with *status*)."""
         self._faults.append((kind, after, status, body, headers or {}))
 
     def wait(self, predicate, timeout=10.0):
@@ -133,8 +134,14 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self):
-        if self._authorized():
-            self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        upstream = self.server.upstream
+        if not self._authorized():
+            return
+        if upstream._faults and upstream._faults[0][0] == "list":
+            _, _, status, body, headers = upstream._faults.popleft()
+            self._json(status, body or {"error": {"message": f"emulated {status}"}}, headers)
+            return
+        self._json(200, {"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
     def do_POST(self):
         upstream = self.server.upstream

@@ -225,7 +225,13 @@ class Upstream:
         """The model asked for (the first one the server lists, if none was given; asked once)."""
         with self._model_lock:
             if self._model is None:
-                answer = self._json(self._request("GET", "/models", "listing its models"))
+                try:
+                    answer = self._json(self._request("GET", "/models", "listing its models"))
+                except RequestError as error:
+                    if error.status == 429:
+                        raise
+                    raise RequestError(502, f"{error.detail}; or give the gateway a model "
+                                            "(--upstream-model, Upstream(model=...))") from None
                 listed = answer.get("data") if isinstance(answer, dict) else None
                 names = [m.get("id") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
                 if not names or not isinstance(names[0], str) or not names[0]:
