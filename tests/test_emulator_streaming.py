@@ -73,6 +73,29 @@ def test_a_broken_stream_is_an_in_stream_error_keeping_the_text(responder, sent,
         assert c.complete(HI) == "one two thrée"  # still serving
 
 
+def test_a_stream_fault_waits_for_a_reply_returned_whole():
+    with Emulator(responder=words) as emulator, client(emulator) as c:
+        emulator.stream_fault("truncate", after_words=1)
+        assert c.complete(HI) == "one two thrée"  # streamed: not this one
+        emulator.responder = lambda prompt: "a b c"
+        with pytest.raises(fakegpt.IncompleteStreamError) as raised:
+            c.complete(HI)
+    assert raised.value.partial_text == "a "
+
+
+def a_responder_raising_oserror(prompt):
+    yield "sent "
+    raise ConnectionResetError("the responder's own connection")
+
+
+def test_an_oserror_of_the_responder_is_an_in_stream_error_not_a_hang_up():
+    with Emulator(responder=a_responder_raising_oserror) as emulator, client(emulator) as c:
+        with pytest.raises(fakegpt.StreamError) as raised:
+            c.complete(HI)
+        assert type(raised.value) is fakegpt.StreamError and raised.value.partial_text == "sent "
+        assert "ConnectionResetError" in str(raised.value) and emulator.counts["disconnects"] == 0
+
+
 def test_a_returned_length_is_max_tokens_and_continue_gets_the_partial_text():
     calls = []
 

@@ -274,6 +274,10 @@ class Emulator:
         ``"stall"`` nothing is sent for *seconds* (until the client hangs up);
         ``"hold"`` the reply and ``[DONE]`` are sent, then the body is held
         open for *seconds*.
+
+        Faults apply to replies the responder returns whole (a ``str``); a
+        streamed reply breaks by itself (its responder raises
+        :class:`ReplyFailed`, or stops yielding).
         """
         if kind not in _FAULTS:
             raise ValueError(f"kind must be one of {_FAULTS}")

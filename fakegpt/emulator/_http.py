@@ -267,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- streaming ---------------------------------------------------------
     def _stream(self, turn: Any, fmt: str) -> None:
         emulator = self.server.emulator
-        fault = emulator._next_fault()
+        fault = emulator._next_fault() if turn.stream is None else None  # (a streamed reply breaks by itself)
         chunked = emulator.chunked
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -329,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
                 writer.send(frame)
                 if kind == WORD:
                     writer.flush()
-        except (_Hangup, OSError):
+        except _Hangup:
             raise
         except Exception as error:  # noqa: BLE001 - the reply broke off: an in-stream error, the text so far kept
             if isinstance(error, ReplyFailed):
