@@ -80,6 +80,14 @@ def test_length_becomes_max_tokens_and_continue_sends_the_partial_reply(upstream
     ]
 
 
+@pytest.mark.parametrize("finish, expected", [("stop", "stop"), ("length", "max_tokens")])
+def test_a_server_answering_whole_json_is_one_delta(upstream, gateway, finish, expected):
+    upstream.fault("whole", status=finish)
+    with client(gateway) as c:
+        reply = c.complete(HI)
+    assert reply == expected_reply("hi there") and reply.finish_reason == expected
+
+
 def test_history_is_sent_upstream_in_order_and_an_earlier_parent_branches(upstream, gateway):
     with client(gateway) as c:
         conversation = c.conversation()

@@ -67,7 +67,8 @@ class PacedUpstream:
         cut after *after* deltas), ``"silent"`` (no answer at all), ``"stall"``
         (nothing more after *after* deltas), ``"error"`` (an in-stream error event
         after *after* deltas), ``"no-done"`` (the body ends without [DONE] nor finish_reason), ``"close"`` (the
-        connection closed, no answer), ``"html"`` (a 200 HTML page);
+        connection closed, no answer), ``"html"`` (a 200 HTML page),
+        ``"whole"`` (the reply as one JSON answer, finish_reason *status*);
         the next model listing: ``"list"`` (an error answer with *status*)."""
         self._faults.append((kind, after, status, body, headers or {}))
 
@@ -155,6 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
                                                                                                       None, {})
         if kind == "status":
             self._json(status, error_body or {"error": {"message": f"emulated {status}"}}, headers)
+            return
+        if kind == "whole":  # a server that ignores stream=true
+            reply = "".join(upstream.reply(body["messages"]))
+            self._json(200, {"object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": status or "stop"}]})
             return
         if kind == "html":  # a login page, or a proxy's
             data = b"<!doctype html><title>Sign in</title>"

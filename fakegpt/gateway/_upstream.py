@@ -97,9 +97,14 @@ class UpstreamReply:
         response, cancel = self._response, self._cancel
         try:
             if "json" in response.headers.get("Content-Type", "").lower():  # a server that ignored stream=true
-                answer = self._upstream._json(response)
-                self.finish = _choice(answer).get("finish_reason") or "stop"
-                text = (_choice(answer).get("message") or {}).get("content")
+                try:
+                    answer = self._upstream._json(response)
+                except RequestError as error:
+                    raise ReplyFailed(str(error.detail)) from None
+                choice = _choice(answer if isinstance(answer, dict) else {})
+                self.finish = str(choice.get("finish_reason") or "stop")
+                message = choice.get("message")
+                text = message.get("content") if isinstance(message, dict) else None
                 if isinstance(text, str) and text:
                     yield text
                 return
