@@ -29,7 +29,8 @@ TLS, through CONNECT, https and SOCKS5 proxies, and on a close-delimited
 body); and gateway (``fakegpt serve --upstream``'s Python form in front of
 the paced OpenAI-compatible server of tests/upstream_kit.py, each in its own
 process: the time to the first delta through it minus direct, its CPU per
-delta, and 64 concurrent streams through it against one).
+delta, 64 concurrent streams through it against one, and a client's break
+to the model server seeing its request end while the model is silent).
 """
 from __future__ import annotations
 
@@ -886,15 +887,27 @@ UPSTREAM_PACES = {"paced": 0.02, "fast": 0.0}
 
 
 def upstream_child(conn: Any) -> None:
-    """Child process: the paced OpenAI-compatible test servers until told to stop."""
+    """Child process: the paced OpenAI-compatible test servers until told to stop; "stall" makes
+    the next paced reply stop after 2 deltas (and wait for the hang-up), "hangups" answers when
+    the paced server saw its clients hang up since the last time asked."""
     pin(0)
     import contextlib
 
     from tests.upstream_kit import PacedUpstream
 
     with contextlib.ExitStack() as stack:
-        conn.send({name: stack.enter_context(PacedUpstream(pace=pace)).url for name, pace in UPSTREAM_PACES.items()})
-        conn.recv()
+        servers = {name: stack.enter_context(PacedUpstream(pace=pace)) for name, pace in UPSTREAM_PACES.items()}
+        conn.send({name: server.url for name, server in servers.items()})
+        while True:
+            command = conn.recv()
+            if command == "stall":
+                servers["paced"].fault("stall", after=2)
+            elif command == "hangups":
+                with servers["paced"].changed:
+                    conn.send(servers["paced"].hangup_times[:])
+                    servers["paced"].hangup_times.clear()
+            else:
+                break
 
 
 def gateway_child(conn: Any, upstream_urls: Dict[str, str]) -> None:
@@ -984,6 +997,28 @@ def gateway(smoke: bool, repeat: int) -> None:
             for c in clients:
                 c.close()
             return took
+
+        with fakegpt.Client(gateway_urls["paced"]) as client:
+            client.complete(words_prompt(1))
+            worst, samples = 0.0, 2 if smoke else 10
+            for _ in range(samples):
+                upstream_pipe.send("stall")  # two deltas, then silence: only the gateway's watch can notice
+                upstream_pipe.send("hangups")
+                upstream_pipe.recv()  # (forget any earlier one)
+                stream = client.stream(messages)
+                next(stream)
+                next(stream)
+                started = time.monotonic()
+                stream.close()
+                seen: List[float] = []
+                deadline = started + 5
+                while not seen and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    upstream_pipe.send("hangups")
+                    seen = upstream_pipe.recv()
+                worst = max(worst, (seen[0] - started) if seen else math.inf)
+            row(f"gateway: break to upstream hang-up (silent), worst of {samples}", "ms",
+                worst * 1000, limit=500.0, kind="max")
 
         n = 8 if smoke else 64
         measured = rounds({"one": lambda: streams(1), "many": lambda: streams(n)}, 1 if smoke else max(3, repeat // 3))

@@ -16,7 +16,8 @@ def test_bench_smoke_run_prints_every_row():
                 "warm call: new TCP connections", "per-event latency, chunked", "per-event latency, close-delimited",
                 "event-loop lag max", "abort() to hang-up seen by server, https proxy",
                 "break to hang-up seen by server, SOCKS5 proxy", "gateway: time to first delta added",
-                "gateway: its CPU per delta", "gateway: 8 concurrent streams vs one"):
+                "gateway: its CPU per delta", "gateway: 8 concurrent streams vs one",
+                "gateway: break to upstream hang-up (silent)"):
         assert row in out, row
     assert "original" in out  # g4f is a test dependency: the original client is measured too
     assert "targets are not checked" in out

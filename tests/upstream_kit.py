@@ -42,6 +42,7 @@ class PacedUpstream:
         self.headers = []  # every request's headers
         self.paths = []  # every request's method and path
         self.hangups = 0  # streams whose client went away before the end
+        self.hangup_times = []  # when each was noticed (time.monotonic(), the same clock in every process)
         self.connections = 0  # TCP connections accepted
         self.finished = 0  # streams sent to their end
         self.gate = None  # a threading.Event: after the first delta, wait for it
@@ -78,6 +79,8 @@ class PacedUpstream:
 
     def _note(self, name):
         with self.changed:
+            if name == "hangups":
+                self.hangup_times.append(time.monotonic())
             setattr(self, name, getattr(self, name) + 1)
             self.changed.notify_all()
 
