@@ -150,6 +150,7 @@ class Emulator:
         self.upstream = upstream
         self.responder = upstream.respond if upstream is not None else (responder or default_responder)
         self.limits = limits if limits is not None else (GATEWAY_LIMITS if upstream is not None else Limits())
+        self._calling_known: Optional[Tuple[Callable[..., Any], bool, Tuple[str, ...]]] = None
         self.challenge = False  # /api/loads answers with a Cloudflare challenge page
         self.counts: "collections.Counter[str]" = collections.Counter()
         self._changed = threading.Condition()
@@ -416,13 +417,21 @@ class Emulator:
         with self._changed:
             return self._faults.popleft() if self._faults else None
 
+    def _calling(self) -> Tuple[Callable[..., Any], bool, Tuple[str, ...]]:
+        """The responder, whether it takes the history, and which keywords (read from its
+        signature once: inspect.signature() costs more than the rest of planning a turn)."""
+        responder = self.responder
+        known = self._calling_known
+        if known is None or known[0] is not responder:
+            known = self._calling_known = (responder, responder_wants_history(responder),
+                                           responder_keywords(responder))
+        return known
+
     def _wants_hangup(self) -> bool:
-        return "hangup" in responder_keywords(self.responder)
+        return "hangup" in self._calling()[2]
 
     def _plan(self, owner: Tuple[str, str], body: Mapping[str, Any], hangup: Optional[HangUp] = None) -> Turn:
-        responder = self.responder
-        wants_history = responder_wants_history(responder)
-        keywords = responder_keywords(responder)
+        responder, wants_history, keywords = self._calling()
 
         def respond(prompt: str, history: Any, partial: Optional[str]) -> Any:
             extra: Dict[str, Any] = {}
