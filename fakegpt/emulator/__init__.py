@@ -89,7 +89,8 @@ class Emulator:
         :class:`HangUp` that is set as soon as the client hangs up (before
         the next write fails); one taking ``partial`` can continue a streamed
         reply (``action: "continue"``): it is called with the same prompt
-        and history, and ``partial=`` the text sent so far.
+        and history, and ``partial=`` the text sent so far. *delay*,
+        *max_words* and :meth:`stream_fault` apply to replies returned whole.
     :param upstream: a model server (:class:`fakegpt.gateway.Upstream`)
         writing the replies: it replaces *responder*, and *limits* default to
         :data:`GATEWAY_LIMITS`.
