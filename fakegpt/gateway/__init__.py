@@ -18,6 +18,7 @@ command line runs the same: ``fakegpt serve --upstream URL``. See the
 from __future__ import annotations
 
 from ._messages import CONTINUE_PROMPT, chat_messages, unflatten
-from ._upstream import API_KEY_VARIABLES, Upstream, UpstreamReply
+from ._reply import UpstreamReply
+from ._upstream import API_KEY_VARIABLES, Upstream
 
 __all__ = ["API_KEY_VARIABLES", "CONTINUE_PROMPT", "Upstream", "UpstreamReply", "chat_messages", "unflatten"]
