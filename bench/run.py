@@ -26,7 +26,11 @@ server in the emulator's process) and backpressure (peak memory with a
 consumer 10x slower than the stream, in a fresh process); and hangup
 (``abort()`` and ``break`` to the server seeing the hang-up, direct, over
 TLS, through CONNECT, https and SOCKS5 proxies, and on a close-delimited
-body).
+body); and gateway (``fakegpt serve --upstream``'s Python form in front of
+the paced OpenAI-compatible server of tests/upstream_kit.py, each in its own
+process: the time to the first delta through it minus direct, its CPU per
+delta, 64 concurrent streams through it against one, and a client's break
+to the model server seeing its request end while the model is silent).
 """
 from __future__ import annotations
 
@@ -908,6 +912,157 @@ def hangup(server: Server, samples: int) -> None:
                         limit=100.0, kind="max")
 
 
+# -- the gateway -------------------------------------------------------------------------------
+#: The paced OpenAI-compatible test servers: seconds between two deltas (a small model on a CPU
+#: makes about 40 tokens a second; "fast" shows the gateway's own cost).
+UPSTREAM_PACES = {"paced": 0.02, "fast": 0.0}
+
+
+def upstream_child(conn: Any) -> None:
+    """Child process: the paced OpenAI-compatible test servers until told to stop; "stall" makes
+    the next paced reply stop after 2 deltas (and wait for the hang-up), "hangups" answers when
+    the paced server saw its clients hang up since the last time asked."""
+    pin(0)
+    import contextlib
+
+    from tests.upstream_kit import PacedUpstream
+
+    with contextlib.ExitStack() as stack:
+        servers = {name: stack.enter_context(PacedUpstream(pace=pace)) for name, pace in UPSTREAM_PACES.items()}
+        conn.send({name: server.url for name, server in servers.items()})
+        while True:
+            command = conn.recv()
+            if command == "stall":
+                servers["paced"].fault("stall", after=2)
+            elif command == "hangups":
+                with servers["paced"].changed:
+                    conn.send(servers["paced"].hangup_times[:])
+                    servers["paced"].hangup_times.clear()
+            else:
+                break
+
+
+def gateway_child(conn: Any, upstream_urls: Dict[str, str]) -> None:
+    """Child process: a gateway in front of each upstream; answers "cpu" with its CPU time so far."""
+    pin(1)
+    from fakegpt.emulator import Emulator
+    from fakegpt.gateway import Upstream
+
+    gateways = {name: Emulator(upstream=Upstream(url, model="paced")).start() for name, url in upstream_urls.items()}
+    conn.send({name: gateway.url for name, gateway in gateways.items()})
+    while conn.recv() == "cpu":
+        conn.send(time.process_time())
+    for gateway in gateways.values():
+        gateway.stop()
+
+
+def words_prompt(words: int) -> List[Dict[str, str]]:
+    """A prompt whose reply (tests/upstream_kit.py echoes it) is *words* + 4 deltas."""
+    return [{"role": "user", "content": " ".join(f"w{i}" for i in range(words))}]
+
+
+def gateway(smoke: bool, repeat: int) -> None:
+    """Through the gateway against direct to the upstream; the gateway and the upstream
+    each run in a process of their own."""
+    context = multiprocessing.get_context("spawn")
+    upstream_pipe, upstream_end = context.Pipe()
+    upstream_process = context.Process(target=upstream_child, args=(upstream_end,), daemon=True)
+    upstream_process.start()
+    upstream_urls = upstream_pipe.recv()
+    control, gateway_end = context.Pipe()
+    gateway_process = context.Process(target=gateway_child, args=(gateway_end, upstream_urls), daemon=True)
+    gateway_process.start()
+    gateway_urls = control.recv()
+    direct = requests.Session()
+    messages = words_prompt(5 if smoke else 40)
+
+    def first_direct() -> float:
+        started = time.perf_counter()
+        response = direct.post(upstream_urls["paced"] + "/chat/completions", stream=True, timeout=30,
+                               json={"model": "paced", "messages": messages, "stream": True})
+        for chunk in response.iter_content(chunk_size=None):
+            if b'"content": "\\u00c9' in chunk:  # the first word of the reply, "\u00c9cho"
+                break
+        took = time.perf_counter() - started
+        response.close()
+        return took
+
+    try:
+        with fakegpt.Client(gateway_urls["paced"]) as client:
+            client.complete(words_prompt(1))  # log in
+
+            def first_gateway() -> float:
+                started = time.perf_counter()
+                stream = client.stream(messages)
+                next(stream)
+                took = time.perf_counter() - started
+                stream.close()
+                return took
+
+            added = rounds({"direct": first_direct, "gateway": first_gateway}, 5 if smoke else 10 * repeat)
+            gaps = sorted(g - d for g, d in zip(added.samples["gateway"], added.samples["direct"]))
+            row("gateway: time to first delta added, p50", "ms", statistics.median(gaps) * 1000, limit=5.0,
+                kind="max")
+
+        with fakegpt.Client(gateway_urls["fast"]) as client:
+            client.complete(words_prompt(1))
+            long = words_prompt(20 if smoke else 400)
+            control.send("cpu")
+            before = control.recv()
+            deltas = sum(sum(1 for _ in client.stream(long)) for _ in range(2 if smoke else 10))
+            control.send("cpu")
+            row("gateway: its CPU per delta (400-delta replies)", "us", (control.recv() - before) / deltas * 1e6,
+                kind="info")
+
+        def streams(n: int) -> float:
+            clients = [fakegpt.Client(gateway_urls["paced"]) for _ in range(n)]
+            for c in clients:
+                c.complete(words_prompt(1))  # logged in first: only the streams are timed
+            threads = [threading.Thread(target=lambda c=c: "".join(c.stream(messages))) for c in clients]
+
+            def run_all() -> None:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+            took = wall(run_all)
+            for c in clients:
+                c.close()
+            return took
+
+        with fakegpt.Client(gateway_urls["paced"]) as client:
+            client.complete(words_prompt(1))
+            worst, samples = 0.0, 2 if smoke else 10
+            for _ in range(samples):
+                upstream_pipe.send("stall")  # two deltas, then silence: only the gateway's watch can notice
+                upstream_pipe.send("hangups")
+                upstream_pipe.recv()  # (forget any earlier one)
+                stream = client.stream(messages)
+                next(stream)
+                next(stream)
+                started = time.monotonic()
+                stream.close()
+                seen: List[float] = []
+                deadline = started + 5
+                while not seen and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    upstream_pipe.send("hangups")
+                    seen = upstream_pipe.recv()
+                worst = max(worst, (seen[0] - started) if seen else math.inf)
+            row(f"gateway: break to upstream hang-up (silent), worst of {samples}", "ms",
+                worst * 1000, limit=500.0, kind="max")
+
+        n = 8 if smoke else 64
+        measured = rounds({"one": lambda: streams(1), "many": lambda: streams(n)}, 1 if smoke else max(3, repeat // 3))
+        row(f"gateway: {n} concurrent streams vs one", "wall", measured["many"], "one stream", measured["one"],
+            limit=1.2, ratio=measured.ratio("many", "one"))
+    finally:
+        control.send("stop")
+        upstream_pipe.send("stop")
+        gateway_process.join(10)
+        upstream_process.join(10)
+
+
 # -- the report --------------------------------------------------------------------------------
 def report(check: bool) -> int:
     missed = 0
@@ -940,7 +1095,7 @@ def report(check: bool) -> int:
 
 
 WORKLOADS = ("streaming", "concurrency", "scale", "requests", "latency", "memory", "cancel", "trickle",
-             "backpressure", "hangup")
+             "backpressure", "hangup", "gateway")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -981,6 +1136,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             backpressure(server, 2000 if args.smoke else 30000)
         if "hangup" in chosen:
             hangup(server, 1 if args.smoke else 5)
+    if "gateway" in chosen:
+        gateway(args.smoke, repeat)
     print(f"fakegpt {fakegpt.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{repeat} round(s), {time.perf_counter() - started:.0f} s"
           + ("" if original is not None else "; g4f not installed: no 'original' rows"))

@@ -64,6 +64,7 @@ PUBLIC_TYPES = {
     "fakegpt.Stream": {"call": "object", "generate": "typing.Callable"},
     "fakegpt.Conversation": {"engine": "object"},
     "fakegpt.FakeGpt.create_completion": {"return": "typing.Generator[str, None, None]"},
+    "fakegpt.gateway.UpstreamReply": {"upstream": "object", "response": "object", "cancel": "object"},
 }
 PUBLIC_PARAMS = {
     "fakegpt.Conversation": {
@@ -72,6 +73,11 @@ PUBLIC_PARAMS = {
     "fakegpt.Stream": {
         "call": "used by the client (the call object behind the stream)",
         "generate": "used by the client: a stream comes from :meth:`Client.stream` or :meth:`Conversation.stream`",
+    },
+    "fakegpt.gateway.UpstreamReply": {
+        "upstream": "used by the gateway: a reply comes from :meth:`Upstream.stream`",
+        "response": "the model server's answer, its body unread",
+        "cancel": "hangs the request up",
     },
 }
 

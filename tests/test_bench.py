@@ -15,7 +15,9 @@ def test_bench_smoke_run_prints_every_row():
                 "concurrent async calls", "cold call: HTTP requests", "warm call: HTTP requests",
                 "warm call: new TCP connections", "per-event latency, chunked", "per-event latency, close-delimited",
                 "event-loop lag max", "abort() to hang-up seen by server, https proxy",
-                "break to hang-up seen by server, SOCKS5 proxy"):
+                "break to hang-up seen by server, SOCKS5 proxy", "gateway: time to first delta added",
+                "gateway: its CPU per delta", "gateway: 8 concurrent streams vs one",
+                "gateway: break to upstream hang-up (silent)"):
         assert row in out, row
     assert "original" in out  # g4f is a test dependency: the original client is measured too
     assert "targets are not checked" in out

@@ -18,12 +18,15 @@ examples:
   fakegpt chat --emulator                        an interactive chat (on a terminal)
   fakegpt chat --base-url URL --session-cache 1 --conversation-id ID --parent-id ID "And then?"
   fakegpt serve --port 8787 --delay 0.05         run the emulator for other programs
+  fakegpt serve --upstream http://127.0.0.1:11434/v1 --upstream-model llama3.2
+                                                 a gateway to a model server (Ollama, llama.cpp, vLLM, ...)
   fakegpt g4f-api --base-url URL --workers 4     gpt4free's OpenAI-compatible API server with FakeGpt
 
 environment (an option beats its variable):
   FAKEGPT_BASE_URL, FAKEGPT_PROXY, FAKEGPT_TIMEOUT (seconds or connect,read),
   FAKEGPT_MAX_RETRIES, FAKEGPT_SESSION_CACHE (1 or a file: keep the login, and
-  so the conversations, for later runs), FAKEGPT_LOG (debug or info)
+  so the conversations, for later runs), FAKEGPT_LOG (debug or info),
+  FAKEGPT_UPSTREAM_API_KEY, else OPENAI_API_KEY (serve --upstream: the model server's key)
 """
 
 
@@ -144,4 +147,12 @@ def _serve_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--max-words", type=whole_number(1), metavar="N",
                        help="stop replies after N words with finish reason max_tokens (to try 'continue')")
     serve.add_argument("--quiet", action="store_true", help="no line on stderr for each request")
+    serve.add_argument("--upstream", metavar="URL",
+                       help="answer with an OpenAI-compatible model server, e.g. http://127.0.0.1:11434/v1 "
+                            "(its key: $FAKEGPT_UPSTREAM_API_KEY, else $OPENAI_API_KEY)")
+    serve.add_argument("--upstream-model", metavar="NAME",
+                       help="the model asked of --upstream (default: the first model it lists)")
+    serve.add_argument("--tokens", metavar="FILE",
+                       help="the shared token keys to list, one per line (default: 3 random ones, "
+                            "printed on stderr with --upstream)")
     return serve

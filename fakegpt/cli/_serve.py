@@ -1,27 +1,34 @@
-"""``fakegpt serve``: the embedded emulator, until Ctrl-C or SIGTERM."""
+"""``fakegpt serve``: the embedded emulator, or (``--upstream``) the gateway
+to a model server, until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Any, Iterator, List, Optional
 
+from .._secrets import redact_url
 from ..exceptions import FakeGptError
+from ._chat import UsageError
 from ._output import OutputGone, silence_stdout, write_out
 
 __all__ = ["serve"]
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the emulator until interrupted; returns the exit status (0 once stopped)."""
+    """Run the emulator (or the gateway) until interrupted; returns the exit status (0 once stopped)."""
     from ..emulator import Emulator
 
+    upstream = _upstream(args)
+    keys = _token_keys(args.tokens) if args.tokens else None
     try:
-        emulator = Emulator(host=args.host, port=args.port, delay=args.delay, format=args.format,
-                            max_words=args.max_words).start()
+        emulator = Emulator(host=args.host, port=args.port, delay=0.0 if upstream else args.delay,
+                            format=args.format, max_words=args.max_words, upstream=upstream,
+                            token_keys=keys).start()
     except OSError as error:
         raise FakeGptError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     try:
@@ -31,7 +38,7 @@ def serve(args: argparse.Namespace) -> int:
             write_out(emulator.url + "\n")  # for other programs: the first line of stdout
         except OutputGone:  # nobody reads stdout: the URL is on stderr too
             silence_stdout()
-        print(f"fakegpt emulator serving on {emulator.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        _announce(emulator, args, generated=keys is None)
         try:
             with _request_lines(quiet=args.quiet):
                 while not stop.wait(0.5):
@@ -40,6 +47,8 @@ def serve(args: argparse.Namespace) -> int:
             print(file=sys.stderr)  # the shell's prompt then starts on a line of its own, after "^C"
     finally:
         emulator.stop()
+        if upstream is not None:
+            upstream.close()
     return 0
 
 
@@ -62,3 +71,58 @@ def _request_lines(quiet: bool) -> Iterator[None]:
         access.removeHandler(handler)
         access.setLevel(level)
         access.propagate = propagate
+
+
+def _upstream(args: argparse.Namespace) -> Any:
+    if args.upstream is None:
+        if args.upstream_model is not None:
+            raise UsageError("--upstream-model needs --upstream URL")
+        return None
+    from ..gateway import Upstream
+
+    try:
+        return Upstream(args.upstream, model=args.upstream_model)
+    except ValueError as error:
+        raise UsageError(f"--upstream: {error}") from None
+
+
+def _token_keys(path: str) -> List[str]:
+    """The token keys of a ``--tokens`` file: one per line; blank lines and ``#`` comments skipped."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read(1 << 20).splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--tokens: cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    keys = list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")))
+    if not keys:
+        raise UsageError(f"--tokens: {path} holds no token key (one per line)")
+    return keys
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _announce(emulator: Any, args: argparse.Namespace, *, generated: bool) -> None:
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    upstream: Optional[Any] = emulator.upstream
+    if upstream is None:
+        say(f"fakegpt emulator serving on {emulator.url} (Ctrl-C to stop)")
+    else:
+        model = args.upstream_model or "the first model it lists"
+        say(f"fakegpt gateway serving on {emulator.url}, answering with {redact_url(upstream.base_url)} "
+            f"(model: {model}) (Ctrl-C to stop)")
+        if generated:
+            say("token keys (give one to each client; they are all that protects this server):")
+            for key in emulator.tokens:
+                say(f"  {key}")
+    if not _is_loopback(args.host):
+        say(f"warning: listening on {args.host}, beyond this machine: nothing but the token keys protects this "
+            "server, and they travel unencrypted over http")

@@ -2,7 +2,8 @@
 
 It serves the whole protocol (``/api/loads``, ``/auth/login``,
 ``/api/auth/session``, ``/api/conversation`` in both stream formats) with
-deterministic replies, and lets a test break it on purpose::
+deterministic replies (or, given an upstream, a model server's replies: see
+:mod:`fakegpt.gateway`), and lets a test break it on purpose::
 
     >>> import fakegpt
     >>> from fakegpt.emulator import Emulator
@@ -24,13 +25,18 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
-from ._conversations import Conversations, RequestError, default_responder, responder_wants_history
+from ._conversations import (
+    Conversations, ReplyFailed, RequestError, default_responder, responder_keywords, responder_wants_history,
+)
+from ._hangup import HangUp
 from ._http import Server
+from ._limits import GATEWAY_LIMITS, Limits
 from ._render import Turn
 
-__all__ = ["Emulator", "Fault", "RecordedRequest", "default_responder"]
+__all__ = ["Emulator", "Fault", "GATEWAY_LIMITS", "HangUp", "Limits", "RecordedRequest", "ReplyFailed",
+           "RequestError", "default_responder"]
 
 Body = Union[Mapping[str, Any], List[Any], str, bytes, None]
 _FORMATS = ("cumulative", "v1")
@@ -72,8 +78,25 @@ class Emulator:
     :param format: ``"cumulative"`` (format A) unless the request asks for
         ``supported_encodings: ["v1"]``; ``"v1"`` always streams format B.
     :param responder: ``responder(prompt) -> str`` (or ``(prompt, history)``)
-        writes the replies; the default is :func:`default_responder`.
+        writes the replies; the default is :func:`default_responder`. It may
+        return an iterable of ``str`` deltas instead (e.g. be a generator):
+        each is sent as one event as soon as it comes, in both formats. A
+        generator's return value (or the iterator's ``finish`` attribute)
+        says how the reply ended: ``"length"`` or ``"max_tokens"`` ends it
+        with ``finish_details.type = "max_tokens"``, anything else with
+        ``"stop"``; raising :class:`ReplyFailed` mid-way sends its message as
+        an in-stream error. A responder taking a ``hangup`` keyword gets a
+        :class:`HangUp` that is set as soon as the client hangs up (before
+        the next write fails); one taking ``partial`` can continue a streamed
+        reply (``action: "continue"``): it is called with the same prompt
+        and history, and ``partial=`` the text sent so far. *delay*,
+        *max_words* and :meth:`stream_fault` apply to replies returned whole.
+    :param upstream: a model server (:class:`fakegpt.gateway.Upstream`)
+        writing the replies: it replaces *responder*, and *limits* default to
+        :data:`GATEWAY_LIMITS`.
     :param tokens: how many healthy shared tokens to list.
+    :param token_keys: the shared tokens to list (instead of *tokens* random ones).
+    :param limits: what is kept and accepted (:class:`Limits`; default: no limits).
     :param token_ttl: seconds an access token lives (``None``: forever).
     :param chunked: stream with chunked transfer encoding, or (``False``) as
         a close-delimited body.
@@ -106,6 +129,9 @@ class Emulator:
         max_words: Optional[int] = None,
         cookie_attributes: str = "",
         compress: Optional[str] = None,
+        upstream: Any = None,
+        token_keys: Optional[Iterable[str]] = None,
+        limits: Optional[Limits] = None,
     ) -> None:
         if format not in _FORMATS:
             raise ValueError(f"format must be one of {_FORMATS}, not {format!r}")
@@ -121,22 +147,32 @@ class Emulator:
             raise ValueError("compress must be None, 'gzip' or 'deflate'")
         #: Compress reply streams (``Content-Encoding``), flushed at every event.
         self.compress = compress
-        self.responder = responder or default_responder
+        #: The model server writing the replies, if any.
+        self.upstream = upstream
+        self.responder = upstream.respond if upstream is not None else (responder or default_responder)
+        self.limits = limits if limits is not None else (GATEWAY_LIMITS if upstream is not None else Limits())
+        self._calling_known: Optional[Tuple[Callable[..., Any], bool, Tuple[str, ...]]] = None
         self.challenge = False  # /api/loads answers with a Cloudflare challenge page
         self.counts: "collections.Counter[str]" = collections.Counter()
         self._changed = threading.Condition()
         self._tokens: Dict[str, Dict[str, Any]] = {}
         self._credentials: Dict[str, Tuple[str, str]] = {}
         self._access: Dict[str, Dict[str, Any]] = {}
-        self._conversations = Conversations()
+        self._conversations = Conversations(self.limits.conversations, self.limits.conversation_age,
+                                            self.limits.conversation_bytes)
         self._failures: Deque[Tuple[int, Body, Dict[str, str]]] = collections.deque()
         self._faults: Deque[Fault] = collections.deque()
         self._requests: Deque[RecordedRequest] = collections.deque(maxlen=10000)
+        self._logged = 0  # bytes of bodies and headers in self._requests
         self._stopping = threading.Event()
         self._server: Optional[Server] = None
         self._thread: Optional[threading.Thread] = None
-        for _ in range(tokens):
-            self.add_token()
+        if token_keys is not None:
+            for key in token_keys:
+                self._tokens[key] = {"count": 0, "dead": None, "active": 0}
+        else:
+            for _ in range(tokens):
+                self.add_token()
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> "Emulator":
@@ -195,7 +231,7 @@ class Emulator:
             raise ValueError("dead must be None, 'login' or 'session'")
         token_id = secrets.token_hex(16)
         with self._changed:
-            self._tokens[token_id] = {"count": count, "dead": dead}
+            self._tokens[token_id] = {"count": count, "dead": dead, "active": 0}
         return token_id
 
     def kill_token(self, token_id: Optional[str] = None, how: str = "login") -> None:
@@ -240,6 +276,10 @@ class Emulator:
         ``"stall"`` nothing is sent for *seconds* (until the client hangs up);
         ``"hold"`` the reply and ``[DONE]`` are sent, then the body is held
         open for *seconds*.
+
+        Faults apply to replies the responder returns whole (a ``str``); a
+        streamed reply breaks by itself (its responder raises
+        :class:`ReplyFailed`, or stops yielding).
         """
         if kind not in _FAULTS:
             raise ValueError(f"kind must be one of {_FAULTS}")
@@ -270,6 +310,7 @@ class Emulator:
         with self._changed:
             self.counts.clear()
             self._requests.clear()
+            self._logged = 0
             self._failures.clear()
             self._faults.clear()
             self._access.clear()
@@ -283,15 +324,43 @@ class Emulator:
             self._changed.notify_all()
 
     def _record(self, method: str, path: str, headers: Any, body: bytes) -> None:
+        limits = self.limits
+        if limits.log_body is not None:
+            body = body[:limits.log_body]
+        recorded = RecordedRequest(method, path, dict(headers.items()), body, time.time())
+        size = len(body) + len(path) + sum(len(k) + len(v) for k, v in recorded.headers.items())
         with self._changed:
             self.counts["requests"] += 1
-            self._requests.append(RecordedRequest(method, path, dict(headers.items()), body, time.time()))
+            if len(self._requests) == self._requests.maxlen:
+                self._forget_request()
+            self._requests.append(recorded)
+            self._logged += size
+            while limits.log_bytes is not None and self._logged > limits.log_bytes and len(self._requests) > 1:
+                self._forget_request()
             self._changed.notify_all()
+
+    def _forget_request(self) -> None:
+        old = self._requests.popleft()
+        self._logged -= len(old.body) + len(old.path) + sum(len(k) + len(v) for k, v in old.headers.items())
 
     def _loads(self) -> List[Dict[str, Any]]:
         with self._changed:
-            return [{"token_id": tid, "count": info["count"], "plus": False, "show_user_info": False}
+            return [{"token_id": tid, "count": info["count"] + info["active"], "plus": False, "show_user_info": False}
                     for tid, info in self._tokens.items()]
+
+    def _busy(self, token_id: str, change: int) -> None:
+        """A stream of *token_id* began (+1) or ended (-1): ``/api/loads`` counts it."""
+        with self._changed:
+            info = self._tokens.get(token_id)
+            if info is not None:
+                info["active"] += change
+            self._changed.notify_all()
+
+    def _keep_sessions(self, table: Dict[str, Any]) -> None:
+        """Forget the oldest entries of *table* (insertion-ordered) past :attr:`Limits.sessions`."""
+        limit = self.limits.sessions
+        while limit is not None and len(table) > limit:
+            del table[next(iter(table))]
 
     def _login(self, token_id: str, password: str) -> str:
         with self._changed:
@@ -303,6 +372,7 @@ class Emulator:
                 raise RequestError(400, f"Error 400: {reason}")
             credential = secrets.token_urlsafe(24)
             self._credentials[credential] = (token_id, password)
+            self._keep_sessions(self._credentials)
             self.counts["logins"] += 1
             self._changed.notify_all()
             return credential
@@ -317,6 +387,7 @@ class Emulator:
             access = "emu-" + secrets.token_urlsafe(32)
             self._access[access] = {"token_id": owner[0], "owner": owner, "issued": time.monotonic(),
                                     "expired": False, "revoked": False}
+            self._keep_sessions(self._access)
             self.counts["sessions"] += 1
             self._changed.notify_all()
             expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 30 * 86400))
@@ -347,12 +418,31 @@ class Emulator:
         with self._changed:
             return self._faults.popleft() if self._faults else None
 
-    def _plan(self, owner: Tuple[str, str], body: Mapping[str, Any]) -> Turn:
+    def _calling(self) -> Tuple[Callable[..., Any], bool, Tuple[str, ...]]:
+        """The responder, whether it takes the history, and which keywords (read from its
+        signature once: inspect.signature() costs more than the rest of planning a turn)."""
         responder = self.responder
-        wants_history = responder_wants_history(responder)
+        known = self._calling_known
+        if known is None or known[0] is not responder:
+            known = self._calling_known = (responder, responder_wants_history(responder),
+                                           responder_keywords(responder))
+        return known
 
-        def respond(prompt: str, history: Any) -> str:
-            return responder(prompt, history) if wants_history else responder(prompt)
+    def _wants_hangup(self) -> bool:
+        return "hangup" in self._calling()[2]
+
+    def _plan(self, owner: Tuple[str, str], body: Mapping[str, Any], hangup: Optional[HangUp] = None) -> Turn:
+        responder, wants_history, keywords = self._calling()
+
+        def respond(prompt: str, history: Any, partial: Optional[str]) -> Any:
+            extra: Dict[str, Any] = {}
+            if "hangup" in keywords:
+                extra["hangup"] = hangup or HangUp()
+            if partial is not None:
+                if "partial" not in keywords:
+                    raise RequestError(400, "nothing to continue: this server's responder cannot continue a reply")
+                extra["partial"] = partial
+            return responder(prompt, history, **extra) if wants_history else responder(prompt, **extra)
 
         return self._conversations.plan(owner, body, respond, self.max_words, self._changed)
 

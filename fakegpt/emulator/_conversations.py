@@ -1,93 +1,68 @@
-"""The emulator's conversations: the default responder, the message tree of
-each conversation, and turning a validated request into a :class:`Turn`."""
+"""The emulator's conversations: the message tree of each conversation, the
+responder's calling conventions, and turning a validated request into a
+:class:`Turn` (a planned reply, or a streamed one)."""
 from __future__ import annotations
 
-import hashlib
+import collections
 import inspect
-import re
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 from ._render import Turn, split_words
+from ._responder import History, clip as _clip, default_responder, question as _question
 
-__all__ = ["Conversations", "RequestError", "default_responder"]
+__all__ = ["Conversations", "ReplyFailed", "RequestError", "default_responder"]
 
-History = Sequence[Tuple[str, str]]
+#: What a responder returns: the whole reply, or its deltas as they come.
+Reply = Union[str, Iterable[str]]
+#: ``respond(prompt, history, partial)``: *partial* is the text so far of a reply to continue, else ``None``.
+Respond = Callable[[str, History, Optional[str]], Reply]
 
-_OPENERS = (
-    "That is a good question.",
-    "Here is a short answer.",
-    "Happy to help with that.",
-    "Let me think about that for a moment.",
-)
-_FILLER = frozenset(
-    "the and for are you your can could would should will please tell about what which who how why when where "
-    "this that these those with from into some any give show explain say write make does did have has was were "
-    "there their them they our its it's me my".split()
-)
-_CLOSERS = (
-    "Let me know if you would like more detail.",
-    "I hope that helps!",
-    "Feel free to ask a follow-up question.",
-)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _question(prompt: str) -> str:
-    """The last user line of a flattened prompt, or the prompt itself."""
-    users = [line[5:].strip() for line in prompt.splitlines() if line.startswith("User:")]
-    return users[-1] if users else prompt.strip()
-
-
-def default_responder(prompt: str, history: History = ()) -> str:
-    """A short, deterministic chat answer derived from *prompt*.
-
-    *history* is the earlier ``(role, text)`` turns of the conversation; the
-    answer mentions the previous user message, which shows that the server
-    kept the history.
-
-    >>> default_responder("What is Python?")[:34]
-    'Hello! You said "What is Python?".'
-    """
-    question = _question(prompt)
-    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
-    reply = f'Hello! You said "{_clip(question, 60)}". {_OPENERS[digest[0] % len(_OPENERS)]}'
-    words = re.findall(r"[^\W_]+(?:'[^\W_]+)?", question)
-    topic = [w.lower() for w in words if len(w) > 2 and w.lower() not in _FILLER][:3] or words[:3]
-    if topic:
-        reply += (
-            f" When it comes to {' '.join(topic)}, the short answer is that it depends on what"
-            " you need, and I am happy to go into detail."
-        )
-    earlier = [text for role, text in history if role == "user"]
-    if earlier:
-        reply += f' Earlier you said "{_clip(_question(earlier[-1]), 60)}", and I have kept that in mind.'
-    return f"{reply} {_CLOSERS[digest[1] % len(_CLOSERS)]}"
-
-
-def responder_wants_history(responder: Callable[..., str]) -> bool:
+def responder_wants_history(responder: Callable[..., Any]) -> bool:
     """Whether *responder* takes ``(prompt, history)`` rather than ``(prompt)``."""
     try:
-        inspect.signature(responder).bind("prompt", ())
-        return True
-    except TypeError:
+        signature = inspect.signature(responder)
+        signature.bind("prompt", ())
+    except (TypeError, ValueError):  # (ValueError: no signature, a builtin: call it with the prompt only)
         return False
-    except ValueError:  # no signature (a builtin): call it with the prompt only
-        return False
+    second = [p for p in signature.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)][1:2]
+    return not second or second[0].name not in RESPONDER_KEYWORDS
+
+
+#: The keywords a responder may take besides the prompt and the history.
+RESPONDER_KEYWORDS = ("hangup", "partial")
+
+
+def responder_keywords(responder: Callable[..., Any]) -> Tuple[str, ...]:
+    """Which of :data:`RESPONDER_KEYWORDS` *responder* takes."""
+    try:
+        parameters = inspect.signature(responder).parameters
+    except (TypeError, ValueError):
+        return ()
+    if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+        return RESPONDER_KEYWORDS
+    return tuple(name for name in RESPONDER_KEYWORDS if name in parameters)
 
 
 class RequestError(Exception):
-    """A request the emulator answers with a 4xx JSON error."""
+    """A request the emulator answers with an error status and a JSON ``{"detail": ...}`` body.
 
-    def __init__(self, status: int, detail: Any) -> None:
+    :param headers: extra headers of the answer (e.g. ``Retry-After``).
+    """
+
+    def __init__(self, status: int, detail: Any, headers: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = dict(headers or {})
+
+
+class ReplyFailed(Exception):
+    """Raised by a streamed reply's deltas when the reply cannot go on: the
+    client gets the message as an in-stream error (the text so far is kept)."""
 
 
 @dataclass
@@ -96,12 +71,17 @@ class _Message:
     text: str
     parent: Optional[str]
     planned: str = ""  # assistant: the whole answer; text is what was sent so far
+    streamed: bool = False  # assistant: streamed by the responder (planned is unknown)
+    finish: str = "stop"  # a streamed reply: how it ended ("max_tokens" can be continued)
 
 
 @dataclass
 class _Conversation:
     owner: Tuple[str, str]
     messages: Dict[str, _Message] = field(default_factory=dict)
+    used: float = field(default_factory=time.monotonic)
+    size: int = 0  # characters of message text, for Limits.conversation_bytes
+    stored: bool = False  # kept in the store (counted in its size)
 
     def history(self, message_id: Optional[str]) -> List[Tuple[str, str]]:
         """The ``(role, text)`` turns from the root down to *message_id*."""
@@ -134,19 +114,43 @@ def _user_text(body: Mapping[str, Any]) -> Tuple[str, str]:
 
 class Conversations:
     """Every conversation the emulator keeps, keyed by id (not thread-safe:
-    the emulator calls it under its lock)."""
+    the emulator calls it under its lock).
 
-    def __init__(self) -> None:
-        self._store: Dict[str, _Conversation] = {}
+    :param limit: keep at most this many conversations (the least recently
+        used are forgotten first); ``None``: no limit.
+    :param max_age: forget a conversation unused for this many seconds; ``None``: never.
+    :param max_size: characters of message text kept in all conversations together; ``None``: no limit.
+    """
+
+    def __init__(self, limit: Optional[int] = None, max_age: Optional[float] = None,
+                 max_size: Optional[int] = None) -> None:
+        self._store: "collections.OrderedDict[str, _Conversation]" = collections.OrderedDict()
+        self.limit, self.max_age, self.max_size = limit, max_age, max_size
+        self._size = 0
 
     def __len__(self) -> int:
         return len(self._store)
+
+    def _forget_old(self) -> None:
+        oldest = time.monotonic() - self.max_age if self.max_age is not None else None
+        while self._store and (
+                (oldest is not None and next(iter(self._store.values())).used < oldest)
+                or (self.limit is not None and len(self._store) > self.limit)
+                or (self.max_size is not None and self._size > self.max_size)):
+            forgotten = self._store.popitem(last=False)[1]
+            forgotten.stored = False
+            self._size -= forgotten.size
+
+    def _grow(self, conversation: _Conversation, characters: int) -> None:
+        conversation.size += characters
+        if conversation.stored:
+            self._size += characters
 
     def plan(
         self,
         owner: Tuple[str, str],
         body: Mapping[str, Any],
-        respond: Callable[[str, History], str],
+        respond: Respond,
         max_words: Optional[int],
         lock: Any,
     ) -> Turn:
@@ -156,23 +160,84 @@ class Conversations:
         outside it, so a slow responder does not hold up other requests.
         """
         with lock:
+            self._forget_old()
             conversation_id, conversation, action, model, parent = self._open(owner, body)
             if action == "continue":
-                return self._continue(conversation_id, conversation, parent, model, max_words)
-            user_id, prompt = _user_text(body)
-            if user_id in conversation.messages or user_id == parent:
-                raise RequestError(409, f"message id {user_id!r} already exists in this conversation")
-            history = conversation.history(parent)
-        planned = respond(prompt, history)
-        if not isinstance(planned, str):
-            raise TypeError(f"the responder returned {type(planned).__name__}, not str")
+                assistant = conversation.messages[parent]
+                if not assistant.streamed:
+                    return self._continue(conversation_id, conversation, parent, model, max_words)
+                if assistant.finish != "max_tokens":
+                    raise RequestError(400, "nothing to continue: the parent message is not an unfinished reply")
+                user_id = assistant.parent or ""
+                user = conversation.messages.get(user_id)
+                prompt = user.text if user is not None else ""
+                history = conversation.history(user.parent if user is not None else None)
+                partial: Optional[str] = assistant.text
+            else:
+                user_id, prompt = _user_text(body)
+                if user_id in conversation.messages or user_id == parent:
+                    raise RequestError(409, f"message id {user_id!r} already exists in this conversation")
+                history = conversation.history(parent)
+                partial = None
+        planned = respond(prompt, history, partial)
         with lock:
+            if partial is not None:
+                turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
+                            assistant_id=parent, model=model, words=[], before=partial)
+                turn.stream = self._streamed(planned, assistant, turn, lock, conversation)
+                return turn
             conversation.messages[user_id] = _Message("user", prompt, parent)
+            self._grow(conversation, len(prompt))
             assistant_id = str(uuid.uuid4())
-            assistant = _Message("assistant", "", user_id, planned)
-            conversation.messages[assistant_id] = assistant
             title = _clip(_question(prompt), 40) if not history else None
-            return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words, title)
+            if isinstance(planned, str):
+                self._grow(conversation, len(planned))
+                assistant = _Message("assistant", "", user_id, planned)
+                conversation.messages[assistant_id] = assistant
+                return self._next_words(conversation_id, assistant_id, assistant, user_id, prompt, model, max_words,
+                                        title)
+            assistant = _Message("assistant", "", user_id, streamed=True)
+            conversation.messages[assistant_id] = assistant
+            turn = Turn(conversation_id=conversation_id, user_message_id=user_id, user_text=prompt,
+                        assistant_id=assistant_id, model=model, words=[], title=title)
+            turn.stream = self._streamed(planned, assistant, turn, lock, conversation)
+            return turn
+
+    def _streamed(self, reply: Any, assistant: _Message, turn: Turn, lock: Any,
+                  conversation: _Conversation) -> Iterator[str]:
+        """The deltas of a streamed reply, kept in its message as they pass;
+        at their end, how the reply finished (the generator's return value or
+        the iterator's ``finish``: ``"length"`` or ``"max_tokens"`` can be continued)."""
+        if isinstance(reply, (bytes, bytearray)) or not isinstance(reply, Iterable):
+            raise TypeError(f"the responder returned {type(reply).__name__}, not str or an iterable of str")
+        deltas = iter(reply)
+        result: Any = None
+
+        def run() -> Iterator[str]:
+            nonlocal result
+            try:
+                while True:
+                    try:
+                        delta = next(deltas)
+                    except StopIteration as end:
+                        result = end.value
+                        break
+                    if not isinstance(delta, str):
+                        raise TypeError(f"the responder yielded {type(delta).__name__}, not str")
+                    if delta:
+                        with lock:
+                            assistant.text += delta
+                        yield delta
+            finally:
+                with lock:
+                    self._grow(conversation, len(assistant.text) - len(turn.before))
+                close = getattr(deltas, "close", None)
+                if close is not None:
+                    close()
+            finish = result if result is not None else getattr(deltas, "finish", None)
+            turn.finish = assistant.finish = "max_tokens" if finish in ("length", "max_tokens") else "stop"
+
+        return run()
 
     def _open(self, owner: Tuple[str, str], body: Mapping[str, Any]) -> Tuple[str, "_Conversation", str, str, str]:
         """Validate the request; find (or start) its conversation."""
@@ -191,6 +256,8 @@ class Conversations:
             conversation = self._store.get(conversation_id) if isinstance(conversation_id, str) else None
             if conversation is None or conversation.owner != owner:
                 raise RequestError(404, "Conversation not found")
+            conversation.used = time.monotonic()
+            self._store.move_to_end(conversation_id)
             if parent not in conversation.messages:
                 raise RequestError(400, f"parent_message_id {parent!r} is not a message of this conversation")
         elif action == "continue":
@@ -199,6 +266,8 @@ class Conversations:
             conversation_id, conversation = str(uuid.uuid4()), _Conversation(owner)
             if body.get("history_and_training_disabled") is not True:
                 self._store[conversation_id] = conversation
+                conversation.stored = True
+                self._forget_old()
         return conversation_id, conversation, action, model, parent
 
     def _continue(self, conversation_id: str, conversation: _Conversation, parent: str, model: str,

@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
-from ._conversations import RequestError
+from ._conversations import ReplyFailed, RequestError
+from ._hangup import HangUp, watch
 from ._render import WORD, error_frame, render
 from ._writer import Hangup as _Hangup, Writer as _Writer
 
@@ -27,7 +28,6 @@ logger = logging.getLogger("fakegpt.emulator")
 #: One line per request answered (``fakegpt serve`` prints them on stderr).
 access_logger = logging.getLogger("fakegpt.emulator.access")
 
-MAX_BODY = 1 << 20
 _CHALLENGE = (
     b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
     b"<body><h1>Checking if the site connection is secure</h1>cf-challenge</body></html>"
@@ -142,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         path = urlsplit(self.path).path
         try:
+            self._check_headers()
             body = self._read_body()
             emulator._record(self.command, self.path, self.headers, body)
             routes = {
@@ -158,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError(405, "Method Not Allowed")
             handler(body)
         except RequestError as error:
-            self._answer(error.status, {"detail": error.detail})
+            self._answer(error.status, {"detail": error.detail}, error.headers)
         except _Hangup:
             self.close_connection = True
             emulator._count("disconnects")
@@ -172,6 +173,12 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
+    def _check_headers(self) -> None:
+        limit = self.server.emulator.limits.header_bytes
+        if limit is not None and sum(len(k) + len(v) + 4 for k, v in self.headers.items()) > limit:
+            self.close_connection = True
+            raise RequestError(431, f"request headers larger than {limit:,} bytes")
+
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
@@ -182,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not length.isdigit():
             self.close_connection = True
             raise RequestError(400, "bad Content-Length")
-        if int(length) > MAX_BODY:
+        if int(length) > self.server.emulator.limits.body_bytes:
             self.close_connection = True
             raise RequestError(413, "request body too large")
         self.connection.settimeout(10)
@@ -246,15 +253,29 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(400, "the body is not valid JSON") from None
         if not isinstance(request, dict):
             raise RequestError(400, "the body must be a JSON object")
-        turn = emulator._plan(owner, request)
         encodings = request.get("supported_encodings")
         fmt = "v1" if emulator.format == "v1" or (isinstance(encodings, list) and "v1" in encodings) else "cumulative"
-        self._stream(turn, fmt)
+        hangup, stop_watching = HangUp(), None
+        if emulator._wants_hangup():  # from now on: a hang-up reaches the responder at once
+            stop_watching = watch(self.connection, hangup)
+        emulator._busy(owner[0], 1)
+        turn = None
+        try:
+            turn = emulator._plan(owner, request, hangup)
+            self._stream(turn, fmt)
+        finally:
+            emulator._busy(owner[0], -1)
+            if stop_watching is not None:
+                stop_watching()
+            if turn is not None and turn.stream is not None:
+                close = getattr(turn.stream, "close", None)
+                if close is not None:
+                    close()  # the responder's deltas end now (e.g. its request to a model server)
 
     # -- streaming ---------------------------------------------------------
     def _stream(self, turn: Any, fmt: str) -> None:
         emulator = self.server.emulator
-        fault = emulator._next_fault()
+        fault = emulator._next_fault() if turn.stream is None else None  # (a streamed reply breaks by itself)
         chunked = emulator.chunked
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -269,6 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         emulator._count("streams")
         writer = _Writer(self, chunked, emulator.newline, emulator.split, emulator.compress)
+        if turn.stream is not None:
+            self._stream_deltas(turn, fmt, writer)
+            return
         delay, words = emulator.delay, 0
         if not delay and fault is None and not emulator.split:
             # Nothing to wait for between events: render the whole body, then
@@ -303,6 +327,28 @@ class _Handler(BaseHTTPRequestHandler):
             writer.flush()
             if not self._pause(fault.seconds):
                 raise _Hangup()
+        writer.finish()
+
+    def _stream_deltas(self, turn: Any, fmt: str, writer: _Writer) -> None:
+        """A streamed reply: every delta leaves as soon as the responder gives it."""
+        frames = render(turn, fmt)
+        try:
+            for kind, frame in frames:
+                writer.send(frame)
+                if kind == WORD:
+                    writer.flush()
+        except _Hangup:
+            raise
+        except Exception as error:  # noqa: BLE001 - the reply broke off: an in-stream error, the text so far kept
+            if isinstance(error, ReplyFailed):
+                message = str(error)
+            else:
+                logger.exception("the responder failed mid-reply")
+                message = f"emulator error: {type(error).__name__}: {error}"
+            writer.send(error_frame(turn, message, fmt))
+            writer.send(b"data: [DONE]\n\n")
+        finally:
+            frames.close()
         writer.finish()
 
     def _pause(self, seconds: float) -> bool:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = ["META", "WORD", "Turn", "error_frame", "render", "split_words"]
 
@@ -37,11 +37,13 @@ class Turn:
     user_text: str
     assistant_id: str
     model: str
-    words: List[str]  # the pieces to stream now
+    words: Sequence[str]  # the pieces to stream now
     before: str = ""  # text of the same message already sent (a continued reply)
-    finish: str = "stop"  # "stop" or "max_tokens"
+    finish: str = "stop"  # "stop" or "max_tokens" (a streamed reply sets it when its deltas end)
     title: Optional[str] = None
     ids: Dict[str, str] = field(default_factory=dict)
+    #: A streamed reply: its deltas, each sent as it comes (``words`` is then empty).
+    stream: Optional[Iterator[str]] = None
 
 
 def _dumps(obj: Any) -> str:
@@ -90,7 +92,7 @@ def _side_frames(turn: Turn) -> Iterator[Frame]:
     yield META, b": ping - " + time.strftime("%Y-%m-%d %H:%M:%S").encode() + b"\n\n"
 
 
-def render(turn: Turn, fmt: str = "cumulative") -> Iterator[Frame]:
+def render(turn: Turn, fmt: str = "cumulative") -> Generator[Frame, None, None]:
     """The ``(kind, frame)`` pairs of one reply, ``[DONE]`` last; *kind* is
     :data:`WORD` for a frame that adds reply text, else :data:`META`."""
     if fmt == "v1":
@@ -119,12 +121,14 @@ def _render_cumulative(turn: Turn) -> Iterator[Frame]:
     prefix = b"data: " + prefix
     suffix += b"\n\n"
     escaped = json.dumps(turn.before, ensure_ascii=False)[1:-1].encode("utf-8")
-    for index, word in enumerate(turn.words):
+    sent: List[str] = []
+    for index, word in enumerate(turn.words if turn.stream is None else turn.stream):
+        sent.append(word)
         escaped += json.dumps(word, ensure_ascii=False)[1:-1].encode("utf-8")
         yield WORD, prefix + escaped + suffix
         if index == 2:
             yield META, b"event: ping\ndata: {}\n\n"
-    text = turn.before + "".join(turn.words)
+    text = turn.before + "".join(sent)
     final = _message(turn, "assistant", turn.assistant_id, text, "finished_successfully", end_turn=turn.finish == "stop")
     final["metadata"].update(finish_details=_finish_details(turn), is_complete=True)
     yield META, _frame(_envelope(turn, final))
@@ -140,8 +144,11 @@ def _render_v1(turn: Turn) -> Iterator[Frame]:
     assistant = _message(turn, "assistant", turn.assistant_id, turn.before, "in_progress")
     yield META, _frame(_dumps({"v": {"message": assistant, "conversation_id": turn.conversation_id, "error": None},
                                "c": 1}), "delta")
-    words = turn.words
-    for index, word in enumerate(words[:-1]):
+    # A streamed reply's deltas are sent as they come; a planned reply's last
+    # word goes in the closing patch, as the service sends it.
+    words: Sequence[str] = turn.words if turn.stream is None else ()
+    deltas = iter(words[:-1]) if turn.stream is None else turn.stream
+    for index, word in enumerate(deltas):
         if index == 0:
             yield WORD, _frame(_dumps({"p": "/message/content/parts/0", "o": "append", "v": word}), "delta")
         else:
