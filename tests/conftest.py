@@ -1,4 +1,5 @@
 """Shared fixtures: mocked servers for unit tests, and helpers to build streams."""
+import importlib.util
 import json
 import logging
 import threading
@@ -159,3 +160,17 @@ def fresh_provider_state():
     reset()
     yield
     reset()
+
+
+@pytest.fixture
+def gpt4free_fakegpt():
+    """gpt4free's own ``FakeGpt`` class (the installed g4f's), loaded afresh
+    from its module: a test before may have run ``FakeGpt.register()``, which
+    puts fakegpt's class in its place. Skips without g4f."""
+    g4f = pytest.importorskip("g4f")
+    g4f.debug.version_check = False  # it would ask the package index for its latest version
+    spec = importlib.util.find_spec("g4f.Provider.FakeGpt")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.FakeGpt.__module__ == "g4f.Provider.FakeGpt"
+    return module.FakeGpt

@@ -3,9 +3,12 @@ import contextlib
 import doctest
 import importlib
 import io
+import json
 import pathlib
 import pkgutil
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -57,22 +60,38 @@ def test_the_api_reference_documents_the_providers_public_attributes():
     assert all(hasattr(fakegpt.FakeGpt, name) for name in documented)
 
 
-_OUTSIDE = []  # (event, host) of each lookup or connection to another machine while _WATCHING
-_WATCHING = []
+# Run in a fresh interpreter: the example registers FakeGpt in g4f, which must not
+# leak into the other tests (they check gpt4free's own FakeGpt), and the audit
+# hook that records the network stays for the life of a process.
+_HYPOTEZ = r"""
+import doctest, json, sys
+import g4f
 
+section, flags = sys.argv[1], int(sys.argv[2])
+outside, watching = [], []
 
-def _watch_the_network(event, args):
-    if not _WATCHING or event not in ("socket.getaddrinfo", "socket.connect"):
+def watch(event, args):
+    if not watching or event not in ("socket.getaddrinfo", "socket.connect"):
         return
     host = args[0] if event == "socket.getaddrinfo" else args[1]
     host = host[0] if isinstance(host, tuple) else host
     host = host.decode() if isinstance(host, bytes) else str(host)
     if host not in ("localhost", "::1") and not host.startswith("127.") and not host.startswith("/"):
-        _OUTSIDE.append((event, host))
+        outside.append((event, host))
+
+sys.addaudithook(watch)
+test = doctest.DocTestParser().get_doctest(section, {}, "gpt4free.rst (hypotez)", "gpt4free.rst", 0)
+g4f.debug.version_check = True  # as in a fresh process
+watching.append(True)
+runner = doctest.DocTestRunner(optionflags=flags)
+runner.run(test)
+watching.clear()
+print(json.dumps({"failures": runner.failures, "tries": runner.tries, "outside": outside}))
+"""
 
 
-def test_the_hypotez_example_is_complete_and_runs_without_asking_the_package_index(capsys):
-    g4f = pytest.importorskip("g4f")
+def test_the_hypotez_example_is_complete_and_runs_without_asking_the_package_index():
+    pytest.importorskip("g4f")
     text = (DOCS / "gpt4free.rst").read_text()
     section = text[text.index("\nIn hypotez\n"):text.index("Code that imports the provider class directly")]
     test = doctest.DocTestParser().get_doctest(section, {}, "gpt4free.rst (hypotez)", str(DOCS / "gpt4free.rst"), 0)
@@ -80,20 +99,13 @@ def test_the_hypotez_example_is_complete_and_runs_without_asking_the_package_ind
     for needed in ("fakegpt.FakeGpt.register()", "g4f.debug.version_check = False", "messages = [",
                    'provider="FakeGpt"'):
         assert needed in sources  # a complete program: nothing used is left undefined
-    if not _WATCHING and not _OUTSIDE:
-        import sys
-
-        sys.addaudithook(_watch_the_network)  # (an audit hook stays: it only records while _WATCHING)
-    g4f.debug.version_check = True  # as in a fresh process
-    _WATCHING.append(True)
-    try:
-        runner = doctest.DocTestRunner(optionflags=FLAGS)
-        runner.run(test)
-    finally:
-        _WATCHING.clear()
-    out = capsys.readouterr().out
-    assert runner.failures == 0 and runner.tries >= 8, out
-    assert _OUTSIDE == [] and "g4f version" not in out
+    done = subprocess.run([sys.executable, "-c", _HYPOTEZ, section, str(FLAGS)], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    out = done.stdout
+    result = json.loads(out.strip().splitlines()[-1]) if done.returncode == 0 and out.strip() else None
+    assert result is not None, (out, done.stderr)
+    assert result["failures"] == 0 and result["tries"] >= 8, out
+    assert result["outside"] == [] and "g4f version" not in out + done.stderr
 
 
 def test_the_pages_that_promise_examples_have_them():

@@ -347,12 +347,8 @@ def test_a_bad_upstream_url_is_a_value_error(bad):
 
 
 # -- gpt4free 0.2.0.9's own FakeGpt ----------------------------------------------------------
-def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway(upstream, gateway, monkeypatch):
-    g4f = pytest.importorskip("g4f")
-    from g4f.Provider import FakeGpt as Original
-
-    g4f.debug.version_check = False
-    assert Original.__module__ == "g4f.Provider.FakeGpt"
+def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway(upstream, gateway, monkeypatch, gpt4free_fakegpt):
+    Original = gpt4free_fakegpt
     monkeypatch.setattr(Original, "url", gateway.url)
     monkeypatch.setattr(Original, "_access_token", None)  # it keeps its login in the class: not another server's
     monkeypatch.setattr(Original, "_cookie_jar", None)

@@ -98,11 +98,8 @@ def test_exact_echo_through_the_gateway_with_history_and_the_key_never_shown(llm
     assert KEY not in gateway.out + gateway.err
 
 
-def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway_process(llm_katan, monkeypatch):
-    g4f = pytest.importorskip("g4f")
-    from g4f.Provider import FakeGpt as Original
-
-    g4f.debug.version_check = False
+def test_gpt4free_0_2_0_9s_own_fakegpt_through_the_gateway_process(llm_katan, monkeypatch, gpt4free_fakegpt):
+    Original = gpt4free_fakegpt
     gateway = Gateway("--upstream", llm_katan)
     try:
         monkeypatch.setattr(Original, "url", gateway.url)

@@ -11,7 +11,8 @@ import asyncio
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# The checkout, for tests/upstream_kit.py; appended, so fakegpt is the installed one.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from fakegpt import FakeGpt  # noqa: E402
 from fakegpt.emulator import Emulator  # noqa: E402
