@@ -217,6 +217,24 @@ def test_a_late_hang_up_of_a_finished_reply_leaves_the_next_reply_on_its_connect
     side.close()
 
 
+def test_a_hang_up_after_a_reply_was_read_whole_leaves_the_next_reply_on_its_connection_alone(upstream):
+    # A reply answered as one JSON body is read whole before its text is yielded: its connection is back
+    # in the pool (and carrying the next reply) while the first reply's reader is still open.
+    side = Upstream(upstream.url, model="m")
+    upstream.fault("whole")
+    first = side.stream(HI)
+    assert next(first) == expected_reply("hi there")
+    upstream.gate = threading.Event()
+    second = side.stream(HI)  # on the connection the first reply used (kept alive)
+    assert next(second) == "Écho "
+    first.cancel()  # that client hangs up now: the hang-up watcher calls this
+    upstream.gate.set()
+    assert "".join(second) == expected_reply("hi there")[len("Écho "):]
+    assert upstream.connections == 1 and upstream.hangups == 0 and upstream.finished == 1
+    first.close()
+    side.close()
+
+
 # -- errors ------------------------------------------------------------------------------
 def test_upstream_429_is_a_429_with_its_retry_after(upstream, gateway):
     upstream.fault("status", status=429, headers={"Retry-After": "7"})

@@ -11,7 +11,7 @@ import requests
 
 from .._body import Body, body_error
 from .._sse import SSEDecoder
-from .._transport import hang_up
+from .._transport import hang_up, hang_up_owned
 from ..emulator import ReplyFailed, RequestError
 from ..exceptions import APITimeoutError, FakeGptError, detail_from_body
 
@@ -45,11 +45,14 @@ class _Cancel:
         """(No retries here.)"""
 
     def cancel(self) -> None:
-        with self._lock:  # (under the lock: done() cannot hand the connection on meanwhile)
+        with self._lock:
             if self._connection is not False:
                 self.cancelled = True
             if self._connection:
-                hang_up(self._connection)  # a thread blocked reading it returns at once; the server sees the end
+                # A thread blocked reading it returns at once; the server sees the end. Only while this
+                # request was the last one sent on it (the transport records this object as its owner,
+                # see watching()): once read whole, the connection may be back in the pool, another's.
+                hang_up_owned(self._connection, self)
 
     def done(self) -> None:
         """The request is over: its connection may serve another, which a late cancel() must not touch."""
@@ -91,6 +94,8 @@ class UpstreamReply:
                     answer = self._upstream._json(response)
                 except RequestError as error:
                     raise ReplyFailed(str(error.detail)) from None
+                finally:
+                    cancel.done()  # read whole: the connection may serve another request from now on
                 choice = _choice(answer if isinstance(answer, dict) else {})
                 self.finish = str(choice.get("finish_reason") or "stop")
                 message = choice.get("message")
