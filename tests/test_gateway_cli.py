@@ -173,4 +173,6 @@ def test_a_host_beyond_loopback_is_warned_about(capsys, host, warned):
     with Emulator() as emulator:  # (the warning only: nothing listens on *host* here)
         _serve._announce(emulator, argparse.Namespace(host=host, upstream_model=None), generated=True)
     err = capsys.readouterr().err
-    assert ("warning: listening on" in err and "nothing but the token keys protects" in err) == warned
+    assert ("warning: listening on" in err and "nothing protects this server" in err
+            and "reverse proxy with TLS and authentication" in err) == warned
+    assert "token keys protect" not in err and "all that protects" not in err  # /api/loads lists them to anyone

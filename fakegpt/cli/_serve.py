@@ -120,9 +120,11 @@ def _announce(emulator: Any, args: argparse.Namespace, *, generated: bool) -> No
         say(f"fakegpt gateway serving on {emulator.url}, answering with {redact_url(upstream.base_url)} "
             f"(model: {model}) (Ctrl-C to stop)")
         if generated:
-            say("token keys (give one to each client; they are all that protects this server):")
+            say("token keys (clients pick one from /api/loads, which lists them to anyone: they protect nothing):")
             for key in emulator.tokens:
                 say(f"  {key}")
     if not _is_loopback(args.host):
-        say(f"warning: listening on {args.host}, beyond this machine: nothing but the token keys protects this "
-            "server, and they travel unencrypted over http")
+        say(f"warning: listening on {args.host}, beyond this machine: nothing protects this server (its "
+            "/api/loads lists every token key to anyone, as the protocol has it), and it speaks unencrypted http. "
+            "Keep it on loopback, or put it behind a reverse proxy with TLS and authentication (fakegpt.Client "
+            "sends the credentials of a base_url such as https://user:pw@host as HTTP Basic auth)")
