@@ -1,5 +1,6 @@
 """The emulator: every endpoint and every fault knob, over loopback."""
 import json
+import logging
 import socket
 import time
 import uuid
@@ -310,6 +311,21 @@ def test_short_body_is_a_400_not_a_hang(emulator):
     answer = raw_request(emulator, b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort",
                          shut_write=True)
     assert b" 400 " in answer.split(b"\r\n")[0]
+
+
+def test_the_logs_escape_control_characters_of_a_request_and_cap_its_line(emulator, caplog):
+    caplog.set_level(logging.DEBUG, logger="fakegpt.emulator")
+    long_path = b"/" + b"a" * 5000
+    raw_request(emulator, b"GET /\x1b[2J\x1b[31mFAKE\x07\\x1b\x9b" + long_path + b" HTTP/1.1\r\nHost: x\r\n"
+                          b"Connection: close\r\n\r\n")
+    raw_request(emulator, b"NONSENSE\x1b]0;title\x07\r\n\r\n")  # (a 400)
+    access = [r.getMessage() for r in caplog.records if r.name == "fakegpt.emulator.access"]
+    assert len(access) == 2
+    assert access[1] == '127.0.0.1 "NONSENSE\\x1b]0;title\\x07" 400 -'
+    for line in access:
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in line), repr(line)
+    assert access[0].startswith('127.0.0.1 "GET /\\x1b[2J\\x1b[31mFAKE\\x07\\\\x1b\\x9b/aaa')
+    assert access[0].endswith('..." 404 -') and len(access[0]) < 1100  # cut, not 5,000 characters
 
 
 # -- faults ------------------------------------------------------------------------------

@@ -28,6 +28,22 @@ logger = logging.getLogger("fakegpt.emulator")
 #: One line per request answered (``fakegpt serve`` prints them on stderr).
 access_logger = logging.getLogger("fakegpt.emulator.access")
 
+#: What a log line shows of a client's request line, at most (the stdlib reads up to 64 KiB of it).
+MAX_LOGGED_LINE = 1000
+# Control characters (C0, DEL, C1) as \xNN, and the backslash doubled so that
+# a client cannot write an escape that looks like one: no terminal sequence
+# from a client reaches the operator's terminal (as the stdlib's log_message escapes).
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_ESCAPES[ord("\\")] = "\\\\"
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
+def printable(text: str, limit: int = MAX_LOGGED_LINE) -> str:
+    """*text* from a client, safe to print: control characters escaped, cut to *limit* characters."""
+    shown = text[:limit].translate(_ESCAPE_TABLE)
+    return shown[:limit] + "..." if len(shown) > limit or len(text) > limit else shown
+
+
 _CHALLENGE = (
     b"<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head>"
     b"<body><h1>Checking if the site connection is secure</h1>cf-challenge</body></html>"
@@ -83,12 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-        logger.debug("%s " + format, self.client_address[0], *args)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s", self.client_address[0], printable(format % args))
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """One INFO line per answer on the ``fakegpt.emulator.access`` logger (``fakegpt serve`` shows them)."""
         status = code.value if isinstance(code, HTTPStatus) else code
-        access_logger.info('%s "%s" %s %s', self.client_address[0], self.requestline, status, size)
+        access_logger.info('%s "%s" %s %s', self.client_address[0], printable(self.requestline), status, size)
 
     # -- answers -----------------------------------------------------------
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
