@@ -230,6 +230,82 @@ def test_headers_and_bodies_are_capped():
         assert all(len(r.body) <= 1000 for r in emulator.requests)
 
 
+def _ended(sock):
+    """What the server sent before closing *sock* (a socket.timeout if it never closes it)."""
+    sock.settimeout(30)
+    answer = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return answer
+        answer += piece
+
+
+def _trickle(sock, data, stop):
+    """Send *data* a byte at a time, until the server closes the connection or *stop* is set."""
+    for byte in data:
+        if stop.wait(0.02):
+            return
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
+def test_silent_and_half_sent_heads_are_closed_past_the_head_bound():
+    with Emulator(limits=Limits(head_seconds=0.5)) as emulator:
+        heads = [b"", b"GET /api/lo", b"GET /api/loads HTTP/1.1\r\nHost: x\r\n"]
+        socks = [socket.create_connection(("127.0.0.1", emulator.port)) for _ in heads]
+        idle = socket.create_connection(("127.0.0.1", emulator.port))  # one answer, then a kept-alive silence
+        idle.sendall(b"GET /api/loads HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            for sock, head in zip(socks, heads):
+                sock.sendall(head)
+            assert [_ended(sock) for sock in socks] == [b"", b"", b""]
+            assert _ended(idle).startswith(b"HTTP/1.1 200 ")
+            assert emulator.wait_until(lambda e: e.open_connections == 0, 30), "threads still held"
+        finally:
+            for sock in socks + [idle]:
+                sock.close()
+        assert requests.get(emulator.url + "/api/loads", timeout=10).status_code == 200
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_closed_past_the_head_bound():
+    with Emulator(limits=Limits(head_seconds=0.5)) as emulator:
+        sock, stop = socket.create_connection(("127.0.0.1", emulator.port)), threading.Event()
+        sender = threading.Thread(target=_trickle, args=(sock, b"GET / HTTP/1.1\r\nX-Slow: " + b"s" * 5000, stop))
+        sender.start()
+        try:
+            assert _ended(sock) == b""  # nothing answered: its head never ended
+        finally:
+            stop.set()
+            sender.join()
+            sock.close()
+        assert emulator.counts["requests"] == 0
+
+
+def test_a_body_trickled_a_byte_at_a_time_is_a_408_past_the_body_bound():
+    with Emulator(limits=Limits(body_seconds=0.5)) as emulator:
+        sock, stop = socket.create_connection(("127.0.0.1", emulator.port)), threading.Event()
+        sock.sendall(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        sender = threading.Thread(target=_trickle, args=(sock, b"t" * 5000, stop))
+        sender.start()
+        try:
+            answer = _ended(sock)
+        finally:
+            stop.set()
+            sender.join()
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 0.5 s" in answer
+
+
+def test_the_gateway_limits_bound_heads_and_bodies_and_the_plain_emulator_keeps_idle_connections():
+    from fakegpt.emulator import GATEWAY_LIMITS
+
+    assert GATEWAY_LIMITS.head_seconds == 30.0 and GATEWAY_LIMITS.body_seconds == 30.0
+    assert Limits().head_seconds is None
+
+
 def test_sessions_are_bounded():
     with Emulator(limits=Limits(sessions=3)) as emulator:
         tokens = [token(emulator) for _ in range(5)]

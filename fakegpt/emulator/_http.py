@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set
 from urllib.parse import parse_qs, urlsplit
 
+from .._watchdog import cancel_timer, start_timer
 from ._conversations import ReplyFailed, RequestError
 from ._hangup import HangUp, watch
 from ._render import WORD, error_frame, render
@@ -97,6 +98,36 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "fakegpt-emulator"
     sys_version = ""
     server: Server
+    _head_timer: Optional[object] = None
+
+    def handle_one_request(self) -> None:
+        """One request; its line and headers (or an idle connection's next one)
+        within :attr:`Limits.head_seconds <fakegpt.emulator.Limits.head_seconds>`
+        in all, else the connection is shut down and its thread freed."""
+        seconds = self.server.emulator.limits.head_seconds
+        if seconds is None:
+            super().handle_one_request()
+            return
+        self._head_timer = start_timer(seconds, self._head_too_late)
+        try:
+            super().handle_one_request()
+        finally:
+            self._head_read()
+
+    def _head_too_late(self) -> None:
+        """(The watchdog's thread.) A thread blocked reading the head returns at once, with nothing."""
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _head_read(self) -> bool:
+        """The head is read: stop its timer; False if it fired (the connection is shut down)."""
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and cancel_timer(timer):
+            self.close_connection = True
+            return False
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         if logger.isEnabledFor(logging.DEBUG):
@@ -158,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         emulator = self.server.emulator
         path = urlsplit(self.path).path
+        if not self._head_read():  # (a head that came in pieces past the bound: nothing is answered)
+            logger.debug("%s: the request's head took too long", self.client_address[0])
+            return
         try:
             self._check_headers()
             body = self._read_body()
@@ -209,18 +243,29 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > self.server.emulator.limits.body_bytes:
             self.close_connection = True
             raise RequestError(413, "request body too large")
-        self.connection.settimeout(10)
+        # The whole body within the bound (a client trickling it a byte at a time
+        # does not reset it); then no timeout, while the reply streams.
+        seconds = self.server.emulator.limits.body_seconds
+        deadline, data = time.monotonic() + seconds, bytearray()
         try:
-            data = self.rfile.read(int(length))
+            while len(data) < int(length):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout()
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(int(length) - len(data), 65536))
+                if not chunk:
+                    break
+                data += chunk
         except socket.timeout:
             self.close_connection = True
-            raise RequestError(408, "timed out reading the request body") from None
+            raise RequestError(408, f"the request body did not arrive within {seconds:g} s") from None
         finally:
             self.connection.settimeout(None)
         if len(data) < int(length):
             self.close_connection = True
             raise RequestError(400, "request body shorter than its Content-Length")
-        return data
+        return bytes(data)
 
     # -- endpoints ---------------------------------------------------------
     def _home(self, body: bytes) -> None:

@@ -28,6 +28,14 @@ class Limits:
     :param log_body: bytes of each body kept in the request log (the rest is cut off).
     :param header_bytes: the largest request header section (431 past it).
     :param body_bytes: the largest request body (413 past it).
+    :param head_seconds: seconds a connection may take to send a request's line
+        and headers, in all, counted from the end of the previous answer (an
+        idle keep-alive connection waits for its next request as long): past
+        it, the connection is closed, freeing its thread. ``None`` (the
+        emulator as a test double): no bound, a connection may stay idle.
+    :param body_seconds: seconds the request body may take to arrive, in all
+        (not per read; 408 past it). Once the reply streams, no timeout applies:
+        a client hanging up is noticed at once.
     """
 
     conversations: Optional[int] = None
@@ -38,10 +46,14 @@ class Limits:
     log_body: Optional[int] = None
     header_bytes: Optional[int] = None
     body_bytes: int = MAX_BODY
+    head_seconds: Optional[float] = None
+    body_seconds: float = 10.0
 
 
 #: A server left running: 1,000 conversations holding 64 Mi characters of text
 #: together, each unused for at most a day; 10,000 sessions; a 1 MiB request log
-#: with bodies cut at 2 KiB; 64 KiB of headers and 1 MiB bodies.
+#: with bodies cut at 2 KiB; 64 KiB of headers and 1 MiB bodies; 30 s for a request's
+#: line and headers (and for an idle connection's next request), 30 s for its body.
 GATEWAY_LIMITS = Limits(conversations=1000, conversation_age=86400.0, conversation_bytes=64 << 20, sessions=10000,
-                        log_bytes=1 << 20, log_body=2048, header_bytes=65536, body_bytes=MAX_BODY)
+                        log_bytes=1 << 20, log_body=2048, header_bytes=65536, body_bytes=MAX_BODY,
+                        head_seconds=30.0, body_seconds=30.0)
