@@ -1,6 +1,7 @@
 """The gateway (fakegpt.gateway.Upstream behind the emulator) against a hand-written
 paced, faulty OpenAI-compatible server on loopback: real sockets on both sides."""
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -10,7 +11,7 @@ import pytest
 import requests
 
 import fakegpt
-from fakegpt.emulator import Emulator, HangUp
+from fakegpt.emulator import GATEWAY_LIMITS, Emulator, HangUp
 from fakegpt.gateway import CONTINUE_PROMPT, Upstream
 
 from .upstream_kit import MODEL, PacedUpstream, expected_reply
@@ -78,6 +79,38 @@ def test_length_becomes_max_tokens_and_continue_sends_the_partial_reply(upstream
         {"role": "assistant", "content": first},
         {"role": "user", "content": CONTINUE_PROMPT},
     ]
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_a_reply_past_the_cap_ends_with_max_tokens_hangs_up_and_continue_goes_on(v1):
+    def reply(messages):
+        if messages[-1]["content"] == CONTINUE_PROMPT:
+            return ["z" * 10]
+        return ["x" * 1500, "y" * 10]  # the first delta alone goes past the cap
+
+    with PacedUpstream(reply=reply) as upstream:
+        upstream.gate = threading.Event()  # the model server holds its second delta until it sees the hang-up
+        side = Upstream(upstream.url, timeout=(5.0, 60.0))
+        limits = dataclasses.replace(GATEWAY_LIMITS, reply_chars=1000)
+        with Emulator(upstream=side, limits=limits, format="v1" if v1 else "cumulative") as gateway, \
+                client(gateway) as c:
+            conversation = c.conversation()
+            first = conversation.complete("tell me")
+            assert first == "x" * 1000 and first.finish_reason == "max_tokens"
+            assert upstream.wait(lambda u: u.hangups == 1), "the model server's request was not hung up"
+            upstream.gate = None
+            more = "".join(conversation.continue_reply())
+        side.close()
+    assert more == "z" * 10
+    assert upstream.bodies[-1]["messages"] == [
+        {"role": "user", "content": "tell me"},
+        {"role": "assistant", "content": "x" * 1000},
+        {"role": "user", "content": CONTINUE_PROMPT},
+    ]
+
+
+def test_the_gateway_caps_replies_at_64_ki_characters():
+    assert GATEWAY_LIMITS.reply_chars == 65536
 
 
 @pytest.mark.parametrize("finish, expected", [("stop", "stop"), ("length", "max_tokens")])

@@ -159,7 +159,7 @@ class Emulator:
         self._credentials: Dict[str, Tuple[str, str]] = {}
         self._access: Dict[str, Dict[str, Any]] = {}
         self._conversations = Conversations(self.limits.conversations, self.limits.conversation_age,
-                                            self.limits.conversation_bytes)
+                                            self.limits.conversation_bytes, self.limits.reply_chars)
         self._failures: Deque[Tuple[int, Body, Dict[str, str]]] = collections.deque()
         self._faults: Deque[Fault] = collections.deque()
         self._requests: Deque[RecordedRequest] = collections.deque(maxlen=10000)

@@ -123,9 +123,10 @@ class Conversations:
     """
 
     def __init__(self, limit: Optional[int] = None, max_age: Optional[float] = None,
-                 max_size: Optional[int] = None) -> None:
+                 max_size: Optional[int] = None, reply_chars: Optional[int] = None) -> None:
         self._store: "collections.OrderedDict[str, _Conversation]" = collections.OrderedDict()
         self.limit, self.max_age, self.max_size = limit, max_age, max_size
+        self.reply_chars = reply_chars  # of one streamed reply (then max_tokens)
         self._size = 0
 
     def __len__(self) -> int:
@@ -212,9 +213,10 @@ class Conversations:
             raise TypeError(f"the responder returned {type(reply).__name__}, not str or an iterable of str")
         deltas = iter(reply)
         result: Any = None
+        left = self.reply_chars  # characters this reply may still add
 
         def run() -> Iterator[str]:
-            nonlocal result
+            nonlocal result, left
             try:
                 while True:
                     try:
@@ -224,10 +226,16 @@ class Conversations:
                         break
                     if not isinstance(delta, str):
                         raise TypeError(f"the responder yielded {type(delta).__name__}, not str")
+                    if left is not None:
+                        if len(delta) > left:  # the reply is long enough: the rest comes with continue
+                            delta, result = delta[:left], "max_tokens"
+                        left -= len(delta)
                     if delta:
                         with lock:
                             assistant.text += delta
                         yield delta
+                    if result == "max_tokens":
+                        break  # (the finally closes the responder's deltas)
             finally:
                 with lock:
                     self._grow(conversation, len(assistant.text) - len(turn.before))

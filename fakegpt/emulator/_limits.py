@@ -28,6 +28,11 @@ class Limits:
     :param log_body: bytes of each body kept in the request log (the rest is cut off).
     :param header_bytes: the largest request header section (431 past it).
     :param body_bytes: the largest request body (413 past it).
+    :param reply_chars: characters of one streamed reply (a responder's deltas,
+        e.g. a model server's): past it, the reply ends with
+        ``finish_details.type = "max_tokens"``, so the client's ``continue``
+        asks for the rest (each continuation has as many again), and the
+        responder's deltas are closed (the model server's request hung up).
     :param head_seconds: seconds a connection may take to send a request's line
         and headers, in all, counted from the end of the previous answer (an
         idle keep-alive connection waits for its next request as long): past
@@ -46,14 +51,16 @@ class Limits:
     log_body: Optional[int] = None
     header_bytes: Optional[int] = None
     body_bytes: int = MAX_BODY
+    reply_chars: Optional[int] = None
     head_seconds: Optional[float] = None
     body_seconds: float = 10.0
 
 
 #: A server left running: 1,000 conversations holding 64 Mi characters of text
 #: together, each unused for at most a day; 10,000 sessions; a 1 MiB request log
-#: with bodies cut at 2 KiB; 64 KiB of headers and 1 MiB bodies; 30 s for a request's
-#: line and headers (and for an idle connection's next request), 30 s for its body.
+#: with bodies cut at 2 KiB; 64 KiB of headers and 1 MiB bodies; replies of 64 Ki characters
+#: (then ``max_tokens``); 30 s for a request's line and headers (and for an idle
+#: connection's next request), 30 s for its body.
 GATEWAY_LIMITS = Limits(conversations=1000, conversation_age=86400.0, conversation_bytes=64 << 20, sessions=10000,
                         log_bytes=1 << 20, log_body=2048, header_bytes=65536, body_bytes=MAX_BODY,
-                        head_seconds=30.0, body_seconds=30.0)
+                        reply_chars=65536, head_seconds=30.0, body_seconds=30.0)
