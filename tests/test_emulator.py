@@ -437,6 +437,16 @@ def test_request_log_counts_and_reset(emulator):
     assert converse(emulator, access).status_code == 401  # issued tokens are forgotten
 
 
+def test_a_recorded_requests_repr_shows_neither_its_headers_nor_its_body(emulator):
+    session, access = login(emulator)
+    converse(emulator, access).content  # noqa: B018
+    login_request, _, conversation = emulator.requests
+    assert b"session_password=pw" in login_request.body and access in conversation.headers["X-Authorization"]
+    shown = repr(login_request) + repr(conversation)
+    assert access not in shown and "session_password" not in shown and "Bearer" not in shown
+    assert "/auth/login" in shown and "'POST'" in shown
+
+
 def test_wait_until_times_out(emulator):
     assert emulator.wait_until(lambda e: e.counts["logins"] > 0, timeout=0.1) is False
 

@@ -24,7 +24,7 @@ import collections
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from ._conversations import (
@@ -50,12 +50,13 @@ _DEFAULT_BODIES: Dict[int, Any] = {
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the emulator received."""
+    """One request the emulator received (its repr leaves out the headers and
+    the body: they hold bearer tokens and session passwords)."""
 
     method: str
     path: str  # with the query string
-    headers: Dict[str, str]
-    body: bytes
+    headers: Dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     time: float
 
 
