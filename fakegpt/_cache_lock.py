@@ -4,9 +4,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Iterator
+from typing import Dict, Iterator
 
 from ._cache_checks import untrusted
+from ._fork import reset_in_child
 
 try:  # POSIX
     import fcntl
@@ -28,6 +29,26 @@ class Unusable(Exception):
         self.busy = busy
 
 
+#: The lock files this process has open, by holder: a forked child closes its copies.
+_open: Dict[object, int] = {}
+
+
+@reset_in_child
+def _close_parent_copies() -> None:
+    """A forked child shares the open lock files of its parent (a ``flock``
+    lock belongs to the open file, which lives while any process has it
+    open): the child closes its copies, which leaves the parent's lock as it
+    is. The holder's ``with`` block, if it goes on in the child, then neither
+    unlocks (the lock is the parent's) nor closes anything."""
+    global _open
+    descriptors, _open = list(_open.values()), {}
+    for descriptor in descriptors:
+        try:
+            os.close(descriptor)
+        except OSError:  # pragma: no cover - closed already
+            pass
+
+
 @contextlib.contextmanager
 def locked(directory: str, timeout: float) -> Iterator[None]:
     """Hold the lock of the cache *directory*, waiting at most *timeout*
@@ -43,6 +64,8 @@ def locked(directory: str, timeout: float) -> Iterator[None]:
                              0o600)
     except OSError as error:
         raise Unusable(f"its lock file {lock} cannot be opened ({error.strerror})") from None
+    holder = object()
+    _open[holder] = descriptor
     try:
         problem = untrusted(os.fstat(descriptor))
         if problem:
@@ -59,4 +82,11 @@ def locked(directory: str, timeout: float) -> Iterator[None]:
                 time.sleep(min(0.05, left))
         yield
     finally:
-        os.close(descriptor)  # releases the lock
+        # Nothing to do in a forked child that closed it already (this block went on in the child).
+        if _open.pop(holder, None) is not None:
+            try:
+                # Unlocked first: a child forked at any point since the open holds a copy of the
+                # open file, which the close alone would leave locked.
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+            finally:
+                os.close(descriptor)

@@ -263,26 +263,30 @@ class Call:
                 headers=headers_for(token), allow_redirects=False)
 
     def _accept(self, response: requests.Response, resume: Optional[Mapping[str, str]]) -> ReplyReader:
-        reader = ReplyReader(Body(response), ReplyDecoder(resume=resume), self)
-        self._attach(reader)  # from here abort() reaches the body, also while the check below reads it
+        body = Body(response)
+        self._attach(body)  # from here abort() reaches the body, also while the check below reads it
         check_stream_response(response)
-        return reader
-
-    def _attach(self, reader: ReplyReader) -> None:
+        # An event stream: only now its decoder joins the reply (an error page or a redirect has no
+        # reply: the last request's finish_reason stays the call's).
+        reader = ReplyReader(body, ReplyDecoder(resume=resume), self)
         with self._lock:
-            previous, self._body = self._body, reader.body
-            self.progress_at = time.monotonic()
-            self.read_at = None
             self.current = reader.decoder
             if self.decoders and not self.decoders[-1].parts:
                 self.decoders[-1] = reader.decoder  # a request that delivered nothing: forget it
             else:
                 self.decoders.append(reader.decoder)
+        return reader
+
+    def _attach(self, body: Body) -> None:
+        with self._lock:
+            previous, self._body = self._body, body
+            self.progress_at = time.monotonic()
+            self.read_at = None
             ended = self.ended()
         if previous is not None:
             previous.close()
         if ended:
-            hang_up_owned(reader.body.connection, self)
+            hang_up_owned(body.connection, self)
 
     # -- what the call knows about the reply -----------------------------------
     def last(self, name: str) -> Optional[str]:

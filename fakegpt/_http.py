@@ -5,7 +5,9 @@
 * :meth:`Http.open`: the answer's headers, the body left unread (the
   conversation stream);
 * :meth:`Http.fetch`: a whole, small answer, read with a cap
-  (:data:`MAX_BODY`), as an :class:`Answer` (login, token list).
+  (:data:`MAX_BODY`), as an :class:`Answer`; the same in two steps:
+  :meth:`Http.open`, then :meth:`Http.read` (the login, which retries only
+  the first).
 
 Statuses below 400, or listed in ``passthrough``, come back; others raise the
 fakegpt error that describes them (:func:`fakegpt.exceptions.error_for_status`).
@@ -130,7 +132,13 @@ class Http:
 
     def fetch(self, method: str, path: str, *, what: str, **kwargs: Any) -> Answer:
         """Send a request and read its whole (small) answer."""
-        response = self.open(method, path, what=what, **kwargs)
+        return self.read(self.open(method, path, what=what, **kwargs), what)
+
+    @staticmethod
+    def read(response: requests.Response, what: str) -> Answer:
+        """The whole (small) answer of :meth:`open`'s *response*, read now.
+        A caller that retries keeps this out of its retries: the answer
+        began, so the request is not sent again whatever happens to the body."""
         return Answer(response, read_capped(response, MAX_BODY, what))
 
     def close(self) -> None:

@@ -250,12 +250,14 @@ class Client:
     # -- internals -----------------------------------------------------------
     def _login_send(self, method: str, path: str, *, what: str, timeout: Optional[Timeout] = None,
                     **kwargs: Any) -> Answer:
-        """One request of the login, retried on transient failures."""
+        """One request of the login, retried on transient failures until its answer begins
+        (reading the body is not retried: the request was accepted, it is not sent again)."""
         if self._closed:  # by another thread, during the login: the call ends (quietly, as it is aborted)
             raise FakeGptError("the client was closed during the call")
         retrying = make_retrying(self.max_retries, self._engine.sleep or back_off)  # an abort ends the wait
-        return retrying(self._http.fetch, method, path, what=what,
-                        timeout=self.login_timeout if timeout is None else timeout, **kwargs)
+        response = retrying(self._http.open, method, path, what=what,
+                            timeout=self.login_timeout if timeout is None else timeout, **kwargs)
+        return self._http.read(response, what)
 
     def _log_in(self) -> str:
         """The shared-token login (one at a time: :class:`AccessToken` sees to

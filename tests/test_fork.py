@@ -142,6 +142,108 @@ _ONE_CLIENT = _PRELUDE + textwrap.dedent('''
     print("PASS")
 ''')
 
+_HANG_UP = textwrap.dedent('''
+    import os, signal, threading, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, use of fork()" (3.12+)
+    import fakegpt
+    from fakegpt.emulator import Emulator, _hangup
+
+    def hang_up_heard():
+        """An emulator of this process streams a reply whose client aborts:
+        whether its responder hears the hang-up."""
+        hangups, began, done = [], threading.Event(), threading.Event()
+
+        def responder(prompt, hangup):
+            hangups.append(hangup)
+            began.set()
+            yield "hello "
+            done.wait(60)  # until the check below is over
+            yield "world"
+
+        with Emulator(responder=responder) as emulator, fakegpt.Client(emulator.url) as client:
+            stream = client.stream([{"role": "user", "content": "Hi"}])
+            next(iter(stream))
+            stream.abort()
+            heard = began.wait(60) and hangups[0].wait(60)
+            done.set()
+        return heard
+
+    assert hang_up_heard(), "the parent's responder did not hear the hang-up"  # the parent's watcher runs
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # another thread holds the watcher's lock while the process forks
+        with _hangup._watcher_lock:
+            held.set()
+            release.wait(60)
+
+    threading.Thread(target=hold, daemon=True).start()
+    held.wait(60)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(120)  # a deadlocked child ends (SIGALRM) instead of hanging the test
+        os._exit(0 if hang_up_heard() else 3)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child's responder did not hear the hang-up: {status}"
+    assert hang_up_heard(), "the parent's watcher no longer works after the child's"
+    print("PASS")
+''')
+
+_CACHE_LOCK = textwrap.dedent('''
+    import os, signal, subprocess, sys, tempfile, threading
+    from fakegpt._cache_lock import locked
+
+    TRY = ("import sys\\nfrom fakegpt._cache_lock import locked, Unusable\\ntry:\\n"
+           "    with locked(sys.argv[1], float(sys.argv[2])): print('locked')\\n"
+           "except Unusable as error: print('busy' if error.busy else error)")
+    directory = tempfile.mkdtemp()
+
+    def another_process(timeout):
+        """What another process gets when it takes the lock, waiting at most *timeout* seconds."""
+        return subprocess.run([sys.executable, "-c", TRY, directory, str(timeout)], capture_output=True,
+                              text=True, timeout=120).stdout.strip()
+
+    def wait(pid):
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    # Another thread holds the lock while the process forks; the child lives on after the release.
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with locked(directory, 30):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(60)
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(120)
+        os.close(go_w)
+        os.read(go_r, 1)  # lives until the other process has tried (or the parent failed)
+        with locked(directory, 30):
+            os._exit(0)
+    release.set()
+    holder.join(60)
+    assert another_process(30) == "locked", "the lock stayed held while the child lived"
+    os.write(go_w, b"g")
+    assert wait(pid) == 0, "the child could not take the lock"
+
+    # The holder forks: the child leaving the block neither releases the parent's lock nor closes its file.
+    with locked(directory, 30):
+        pid = os.fork()
+        if pid:
+            assert wait(pid) == 0, "the child failed"
+            assert another_process(0.1) == "busy", "the child released the parent's lock"
+    if pid == 0:
+        os._exit(0)
+    assert another_process(30) == "locked", "the parent's lock was not released"
+    print("PASS")
+''')
+
 
 def run(script, *args):
     result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=240)
@@ -167,19 +269,31 @@ def test_a_child_uses_a_client_of_its_parent_mid_stream_and_mid_login(how):
 
 
 @pytest.mark.timeout(300)
+def test_a_childs_emulator_hears_its_clients_hang_up_and_leaves_the_parents_watcher_alone():
+    run(_HANG_UP)
+
+
+@pytest.mark.timeout(300)
+def test_a_child_forked_while_the_session_cache_lock_is_held_does_not_keep_it_held():
+    run(_CACHE_LOCK)
+
+
+@pytest.mark.timeout(300)
 def test_forty_children_forked_while_threads_stream_neither_deadlock_nor_cut_the_parent():
     run(_MANY_FORKS)
 
 
 def test_one_fork_handler_resets_every_module():
     from fakegpt import (
-        _bridge, _call, _fork, _g4f, _g4f_errors, _g4f_register, _secrets, _transport, _wakeups, _watchdog, provider,
+        _bridge, _cache_lock, _call, _fork, _g4f, _g4f_errors, _g4f_register, _secrets, _transport, _wakeups,
+        _watchdog, provider,
     )
+    from fakegpt.emulator import _hangup
 
     names = {(reset.__module__, reset.__name__) for reset in _fork._resets}
     modules = {module for module, _ in names}
     for module in (_bridge, _call, _g4f, _g4f_errors, _g4f_register, _secrets, _transport, _wakeups, _watchdog,
-                   provider):
+                   provider, _hangup, _cache_lock):
         assert module.__name__ in modules, f"{module.__name__} registers no reset"
 
 

@@ -7,6 +7,8 @@ import socket
 import threading
 from typing import Callable, List
 
+from .._fork import reset_in_child
+
 __all__ = ["HangUp", "watch"]
 
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
@@ -83,6 +85,16 @@ class _Watcher:
             except (KeyError, ValueError, OSError):  # gone already (it ended, or sent more)
                 pass
 
+    def close_copies(self) -> None:
+        """Close this process's descriptors of the watcher (a forked child's
+        copies): closing is not unregistering, the parent's watcher goes on."""
+        if not isinstance(self._selector, getattr(selectors, "KqueueSelector", ())):
+            # (closes the descriptor only: nothing is unregistered. A kqueue is not
+            # inherited at all: its number may be another descriptor's in the child.)
+            self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
     def _run(self) -> None:
         while True:
             for key, _ in self._selector.select():
@@ -112,6 +124,20 @@ class _Watcher:
 
 _watcher: "_Watcher | None" = None
 _watcher_lock = threading.Lock()
+
+
+@reset_in_child
+def _forget_parent_watcher() -> None:
+    """A forked child watches its own sockets, with its own thread (the
+    parent's is not in the child) and its own selector: the parent's epoll
+    instance is shared with the child, so nothing is registered in it or
+    unregistered from it. The child's copies of its descriptors are closed
+    (which leaves the parent's watcher as it was); the lock is made anew, a
+    parent's thread may have held it."""
+    global _watcher, _watcher_lock
+    watcher, _watcher, _watcher_lock = _watcher, None, threading.Lock()
+    if watcher is not None:
+        watcher.close_copies()
 
 
 def watch(sock: socket.socket, hangup: HangUp) -> Callable[[], None]:

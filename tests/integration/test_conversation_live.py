@@ -108,6 +108,29 @@ def test_auto_continue_is_bounded():
     assert text.finish_reason == "max_tokens"
 
 
+@pytest.mark.parametrize("status, body, headers, error", [
+    (200, "<html><body>gate</body></html>", None, fakegpt.StreamError),
+    (200, {"detail": "not a stream"}, None, fakegpt.StreamError),
+    (302, "", {"Location": "/elsewhere"}, fakegpt.APIStatusError),
+])
+def test_a_continuation_answered_with_a_page_or_a_redirect_leaves_the_reply_where_it_stopped(
+        status, body, headers, error):
+    prompt = "Tell me a long story about pages"
+    with Emulator(max_words=3) as emulator, fakegpt.Client(emulator.url) as client:
+        conversation = client.conversation(auto_continue=True)
+        stream = conversation.stream(prompt)
+        deltas = iter(stream)
+        first = "".join(next(deltas) for _ in range(3))
+        emulator.fail_next(status, body, headers=headers)  # the continuation's answer
+        with pytest.raises(error) as raised:
+            list(deltas)
+        assert raised.value.partial_text == first
+        assert stream.finish_reason == conversation.finish_reason == "max_tokens"
+        assert stream.message_id == conversation.parent_message_id is not None
+        more = "".join(conversation.continue_reply())  # nothing was lost: the reply goes on
+        assert default_responder(prompt).startswith(first + more) and more
+
+
 def test_a_reply_stopped_early_is_where_the_next_turn_goes_on(fakegpt_emulator, client):
     conversation = client.conversation()
     stream = conversation.stream("first")

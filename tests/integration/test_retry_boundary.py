@@ -235,6 +235,59 @@ def test_headers_of_a_login_answer_trickled_byte_by_byte_time_out_at_the_login_t
     assert server.requests == 1
 
 
+class LoginServer(_Listener):
+    """Lists one shared token (``GET /api/loads``) and answers ``POST /auth/login``
+    with ``login(conn)``; ``seen`` lists each request as ``"METHOD /path"``."""
+
+    def __init__(self, login):
+        super().__init__()
+        self.login = login
+        self.seen = []
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def handle(self, conn):
+        while True:
+            head = read_request(conn)
+            if head is None:
+                return
+            method, target = head.split(b"\r\n", 1)[0].decode().split()[:2]
+            path = target.split("?")[0]
+            with self.changed:
+                self.seen.append(f"{method} {path}")
+            if path == "/auth/login":
+                self.login(conn)
+            if path != "/api/loads":
+                return
+            body = b'{"loads": [{"token_id": "t1", "count": 0}]}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+
+
+def cut_body(status):
+    def login(conn):
+        conn.sendall(b"HTTP/1.1 %s\r\nLocation: /\r\nSet-Cookie: credential=c\r\nContent-Length: 100\r\n\r\nabc"
+                     % status)  # then the connection closes: the body is cut
+    return login
+
+
+def stalled_body(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100\r\n\r\nabc")
+    until_hung_up(conn)  # the rest never comes: the read timeout ends it
+
+
+@pytest.mark.parametrize("login", [cut_body(b"302 Found"), cut_body(b"200 OK"), stalled_body],
+                         ids=["302-cut", "200-cut", "200-stalled"])
+def test_a_login_answer_that_began_is_not_sent_again_when_its_body_fails(login):
+    with LoginServer(login) as server, client_for(server, access_token=None, login_timeout=(5, 0.5),
+                                                  max_retries=2) as client:
+        with pytest.raises(fakegpt.APIConnectionError, match="POST /auth/login: the answer could not be read"):
+            client.complete(MESSAGES)
+    assert server.seen == ["GET /api/loads", "POST /auth/login"] and client.waits == []
+
+
 # -- 11. the drain after [DONE] is bounded in total --------------------------------------------
 def test_newlines_trickled_after_done_do_not_hold_the_reply():
     def script(conn, number):
