@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ import threading
 from typing import Any, Iterator, List, Optional
 
 from .._secrets import redact_url
+from .._transport import is_loopback
 from ..exceptions import FakeGptError
 from ._chat import UsageError
 from ._output import OutputGone, silence_stdout, write_out
@@ -99,15 +99,6 @@ def _token_keys(path: str) -> List[str]:
     return keys
 
 
-def _is_loopback(host: str) -> bool:
-    if host.rstrip(".").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _announce(emulator: Any, args: argparse.Namespace, *, generated: bool) -> None:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -123,7 +114,7 @@ def _announce(emulator: Any, args: argparse.Namespace, *, generated: bool) -> No
             say("token keys (clients pick one from /api/loads, which lists them to anyone: they protect nothing):")
             for key in emulator.tokens:
                 say(f"  {key}")
-    if not _is_loopback(args.host):
+    if not is_loopback(f"http://[{args.host}]" if ":" in args.host else f"http://{args.host}"):
         say(f"warning: listening on {args.host}, beyond this machine: nothing protects this server (its "
             "/api/loads lists every token key to anyone, as the protocol has it), and it speaks unencrypted http. "
             "Keep it on loopback, or put it behind a reverse proxy with TLS and authentication (fakegpt.Client "
