@@ -83,6 +83,8 @@ class Http:
         self._mount()
         self.proxies = {"http": proxy, "https": proxy} if proxy else None
         self._where = host_of(base_url)
+        self._tls_at_proxy_only = bool(proxy and proxy.lower().startswith("https:")
+                                       and base_url.lower().startswith("http:"))
         reset_object_in_child(self)
 
     def _mount(self) -> None:
@@ -118,7 +120,9 @@ class Http:
             phase = "connecting" if isinstance(error, requests.exceptions.ConnectTimeout) else "waiting for the answer"
             raise self._scrub(APITimeoutError(f"{what} timed out {phase} to {self._where}")) from _detach(error)
         except requests.exceptions.RequestException as error:
-            raise self._scrub(APIConnectionError(f"{what} to {self._where} failed: {describe(error)}")) from _detach(error)
+            raise self._scrub(APIConnectionError(
+                f"{what} to {self._where} failed: {describe(error, tls_at_proxy_only=self._tls_at_proxy_only)}"
+            )) from _detach(error)
         except OSError as error:  # e.g. a CA bundle path (REQUESTS_CA_BUNDLE) that does not exist
             raise APIConnectionError(f"{what} to {self._where} failed: {one_line(str(error), 200)}") from None
         status = response.status_code
@@ -210,10 +214,14 @@ _HINTS: Dict[str, str] = {
 }
 
 
-def describe(error: BaseException) -> str:
-    """What went wrong, in words: no Python reprs, no internal class names."""
-    proxy = _is_proxy_error(error)
+def describe(error: BaseException, *, tls_at_proxy_only: bool = False) -> str:
+    """What went wrong, in words: no Python reprs, no internal class names.
+
+    With *tls_at_proxy_only* (a plain ``http://`` server reached through an
+    ``https://`` proxy), a TLS failure is the proxy's whatever wraps it
+    (urllib3 1.26 raises it unwrapped, 2.x inside a ``ProxyError``)."""
     text = _innermost_text(error)
+    proxy = _is_proxy_error(error) or (tls_at_proxy_only and "CERTIFICATE_VERIFY_FAILED" in text)
     for needle, hint in _HINTS.items():
         if needle in text:
             text = hint

@@ -191,6 +191,14 @@ def redact_text(text: str, extra: Iterable[Optional[str]] = ()) -> str:
     case), and the userinfo of any URL and the value of any ``Bearer`` or
     ``Basic`` credential.
     """
+    # The credential shapes first: a window of a secret masked inside one would
+    # leave the rest of it unrecognised (``Basic ***Nzg=``).
+    if "@" in text:
+        text = _URL_USERINFO.sub(r"\1***@", text)
+    if "earer" in text:
+        text = _BEARER.sub(r"\1***", text)
+    if "asic" in text:
+        text = _BASIC.sub(r"\1***", text)
     more = [form for secret in extra if isinstance(secret, str) and secret.strip() for form in _forms(secret)]
     spans = _spans(text, _live_words())
     if more:
@@ -207,12 +215,6 @@ def redact_text(text: str, extra: Iterable[Optional[str]] = ()) -> str:
             position = end
         pieces.append(text[position:])
         text = "".join(pieces)
-    if "@" in text:
-        text = _URL_USERINFO.sub(r"\1***@", text)
-    if "earer" in text:
-        text = _BEARER.sub(r"\1***", text)
-    if "asic" in text:
-        text = _BASIC.sub(r"\1***", text)
     return text
 
 
