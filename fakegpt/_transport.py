@@ -215,9 +215,10 @@ class _Watching:
         return response
 
 
-def _headers_timeout(limit: float) -> TimeoutError:
-    """What urllib3 turns into its ReadTimeoutError (and requests into a ReadTimeout)."""
-    return TimeoutError(f"the answer's headers did not arrive within {limit:g} s, the read timeout")
+def _headers_timeout(limit: float) -> OSError:
+    """What urllib3 turns into its ReadTimeoutError (and requests into a ReadTimeout):
+    ``socket.timeout``, which only from Python 3.10 on is the builtin ``TimeoutError``."""
+    return socket.timeout(f"the answer's headers did not arrive within {limit:g} s, the read timeout")
 
 
 #: Interim answers skipped before one request's real answer, at most.
