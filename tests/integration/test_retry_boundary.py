@@ -9,6 +9,7 @@ import zlib
 
 import brotli
 import pytest
+import urllib3
 
 import fakegpt
 
@@ -278,7 +279,13 @@ def stalled_body(conn):
     until_hung_up(conn)  # the rest never comes: the read timeout ends it
 
 
-@pytest.mark.parametrize("login", [cut_body(b"302 Found"), cut_body(b"200 OK"), stalled_body],
+# urllib3 1.26 does not enforce Content-Length: there a cut body reads as a short one, no failure.
+_ENFORCED = pytest.mark.skipif(int(urllib3.__version__.split(".")[0]) < 2,
+                               reason="urllib3 1.26 reads a cut body as a short one")
+
+
+@pytest.mark.parametrize("login", [pytest.param(cut_body(b"302 Found"), marks=_ENFORCED),
+                                   pytest.param(cut_body(b"200 OK"), marks=_ENFORCED), stalled_body],
                          ids=["302-cut", "200-cut", "200-stalled"])
 def test_a_login_answer_that_began_is_not_sent_again_when_its_body_fails(login):
     with LoginServer(login) as server, client_for(server, access_token=None, login_timeout=(5, 0.5),
