@@ -84,14 +84,14 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, APIConnectionError):
         # A certificate that fails verification will fail the same way again,
         # wherever requests wrapped it (an https proxy's is inside a ProxyError).
-        return not any(isinstance(link, _TLS_ERRORS) for link in _causes(error))
+        return not any(isinstance(link, _TLS_ERRORS) for link in causes(error))
     return False
 
 
 _TLS_ERRORS = (ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)
 
 
-def _causes(error: BaseException) -> List[BaseException]:
+def causes(error: BaseException) -> List[BaseException]:
     """*error* and every error it wraps: its cause and context, urllib3's
     ``reason``, and exceptions among its ``args`` (requests puts urllib3's
     error there), depth first, each once."""

@@ -14,8 +14,9 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from .._capped import read_capped
-from .._http import MAX_ERROR_BODY, describe, host_of
+from .._http import MAX_ERROR_BODY, describe, host_of, read_capped as read_http_body
 from .._secrets import redact_text, redact_url, register_secret, register_url
+from .._retry import causes
 from .._transport import Adapter, HttpSession, watching
 from ..emulator import HangUp, RequestError
 from ..exceptions import FakeGptError, detail_from_body, one_line
@@ -32,13 +33,7 @@ _MAX_ANSWER = 4 << 20
 
 def _closed_unanswered(error: BaseException) -> bool:
     """Whether *error* is a connection the server closed before any answer (not a refused connection)."""
-    seen: List[BaseException] = []
-    current: Optional[BaseException] = error
-    while current is not None and len(seen) < 8:
-        seen.append(current)
-        nested = getattr(current, "reason", None)
-        current = nested if isinstance(nested, BaseException) else (
-            current.args[0] if current.args and isinstance(current.args[0], BaseException) else current.__context__)
+    seen = causes(error)
     return (any(isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)) for e in seen)
             and not any(isinstance(e, NewConnectionError) for e in seen))
 
@@ -179,12 +174,7 @@ class Upstream:
 
     def _status_error(self, response: requests.Response, doing: str) -> RequestError:
         status = response.status_code
-        try:
-            body = read_capped(response.iter_content(65536), MAX_ERROR_BODY + 1)[:MAX_ERROR_BODY]
-        except Exception:  # noqa: BLE001 - a cut or huge error body: the status says enough
-            body = b""
-        finally:
-            response.close()
+        body = read_http_body(response, MAX_ERROR_BODY, doing, truncate=True)  # closes it; a cut body: what came
         detail = detail_from_body(body, response.headers.get("Content-Type", "")) or "no detail"
         said = f"the model server ({self.where}) answered HTTP {status} {doing}"
         if status == 429:
